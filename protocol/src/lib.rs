@@ -1,0 +1,6 @@
+//! Kafka wire protocol for Eddy: frame limits, request decoding, response encoding, the
+//! supported-API table, and a zero-copy view of v2 record batches.
+//!
+//! Pure: no tokio, no files. Everything here takes bytes and returns values.
+
+pub mod batch;
