@@ -1,1 +1,183 @@
-fn main() {}
+//! The `eddy` command line.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use eddy_broker::BrokerConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eddy",
+    version,
+    about = "Eddy: a Kafka-compatible broker with a built-in stream processor"
+)]
+struct Cli {
+    /// Kafka bootstrap servers for client commands (topic, produce, consume, bench).
+    #[arg(
+        short = 'b',
+        long = "bootstrap-server",
+        global = true,
+        env = "EDDY_BROKERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (defaults: listen on 127.0.0.1:9092, data in ./eddy-data).
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCmd),
+    /// Produce lines from stdin as records.
+    Produce(cli::data::ProduceArgs),
+    /// Print records of a topic.
+    Consume(cli::data::ConsumeArgs),
+    /// Benchmark produce, consume and end-to-end latency.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCmd),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file; keys as in `--set` (e.g. `"log.retention.ms" = 60000`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Address to listen on for Kafka clients.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address returned to clients in Metadata (default: the listen address).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Directory for topic metadata and partition logs.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Any setting, by its name: `--set num.partitions=3` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
+    let mut c = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        c.apply_toml(path, &text).map_err(|e| e.to_string())?;
+    }
+    for pair in &args.set {
+        c.set_pair(pair).map_err(|e| e.to_string())?;
+    }
+    let flags = [
+        ("listen", &args.listen),
+        ("advertise", &args.advertise),
+        ("data-dir", &args.data_dir),
+    ];
+    for (key, value) in flags {
+        if let Some(v) = value {
+            c.set(key, v).map_err(|e| e.to_string())?;
+        }
+    }
+    c.check().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs a client command on a fresh runtime; errors are one line and exit code 1.
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() -> F) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eddy: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(f()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eddy: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bootstrap = cli.bootstrap.clone();
+    match cli.command {
+        Command::Topic(cmd) => client(|| cli::topic::run(&bootstrap, cmd)),
+        Command::Produce(a) => client(|| cli::data::produce(&bootstrap, a)),
+        Command::Consume(a) => client(|| cli::data::consume(&bootstrap, a)),
+        Command::Bench(cmd) => client(|| cli::bench::run(&bootstrap, cmd)),
+        Command::Serve(args) => {
+            let config = match build_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("eddy: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("eddy: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(eddy_broker::serve(config, stop_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("eddy: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

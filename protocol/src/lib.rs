@@ -3,4 +3,8 @@
 //!
 //! Pure: no tokio, no files. Everything here takes bytes and returns values.
 
+pub mod apis;
 pub mod batch;
+pub mod codec;
+
+pub use kafka_protocol;

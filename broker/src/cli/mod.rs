@@ -1,0 +1,40 @@
+//! Client-side subcommands of `eddy`: topic admin, produce, consume and bench. They speak
+//! the Kafka protocol through `eddy-client`, so they work against any Kafka-compatible
+//! cluster.
+
+pub(crate) mod bench;
+pub(crate) mod data;
+pub(crate) mod topic;
+
+use std::sync::Arc;
+
+use eddy_client::{Cluster, Compression};
+
+/// Connects to the bootstrap servers, with a one-line error when none answers.
+pub(crate) async fn connect(bootstrap: &str) -> anyhow::Result<Arc<Cluster>> {
+    Cluster::connect(bootstrap, "eddy-cli")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach a broker at {bootstrap}: {e}"))
+}
+
+pub(crate) fn parse_compression(s: &str) -> anyhow::Result<Compression> {
+    Ok(match s {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => {
+            anyhow::bail!("unknown compression '{other}': use none, gzip, snappy, lz4 or zstd")
+        }
+    })
+}
+
+pub(crate) fn parse_acks(s: &str) -> anyhow::Result<i16> {
+    Ok(match s {
+        "all" | "-1" => -1,
+        "0" => 0,
+        "1" => 1,
+        other => anyhow::bail!("invalid acks '{other}': use 0, 1 or all"),
+    })
+}

@@ -1,0 +1,343 @@
+//! Fetch (long-poll that wakes on append), ListOffsets and OffsetForLeaderEpoch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_storage::{LogReader, StorageError};
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind, TopicName,
+};
+use tokio::sync::watch;
+
+use super::{str_bytes, Reply};
+use crate::error::{BrokerError, NONE};
+use crate::server::Broker;
+
+/// Upper bound on a client's max_wait_ms, so a bad value can't pin a request forever.
+const MAX_WAIT_CAP_MS: i32 = 5 * 60 * 1000;
+
+/// One requested partition, resolved.
+struct Target {
+    topic_slot: usize,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    source: Result<(LogReader, watch::Receiver<i64>), BrokerError>,
+}
+
+/// The result of reading one partition once.
+struct ReadOut {
+    error: i16,
+    records: Bytes,
+    start: i64,
+    end: i64,
+}
+
+pub(super) fn fetch(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
+    Reply::Later(Box::pin(async move {
+        ResponseKind::Fetch(do_fetch(broker, req, version).await)
+    }))
+}
+
+async fn do_fetch(broker: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+    let mut resp = FetchResponse::default();
+    let mut targets = Vec::new();
+    for ft in &req.topics {
+        let topic = if version >= 13 {
+            broker
+                .topics
+                .get_by_id(ft.topic_id)
+                .ok_or(BrokerError::UnknownTopicId(ft.topic_id))
+        } else {
+            let name = ft.topic.0.to_string();
+            broker
+                .topics
+                .get(&name)
+                .ok_or(BrokerError::UnknownTopic(name))
+        };
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = ft.topic.clone();
+        tr.topic_id = ft.topic_id;
+        let slot = resp.responses.len();
+        resp.responses.push(tr);
+        for fp in &ft.partitions {
+            let source = match &topic {
+                Err(e) => Err(e.clone()),
+                Ok(t) => match t.partition(fp.partition) {
+                    Some(p) => Ok((p.reader().clone(), p.watch_end())),
+                    None => Err(BrokerError::UnknownTopic(format!(
+                        "{}-{}",
+                        t.name, fp.partition
+                    ))),
+                },
+            };
+            targets.push(Target {
+                topic_slot: slot,
+                partition: fp.partition,
+                offset: fp.fetch_offset,
+                max_bytes: fp.partition_max_bytes.max(0) as usize,
+                source,
+            });
+        }
+    }
+    let max_total = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shutdown = broker.shutdown.clone();
+
+    let outs = loop {
+        // Mark the current end as seen before reading, so an append that lands during the
+        // read wakes the wait below instead of being missed.
+        let mut watchers: Vec<watch::Receiver<i64>> = targets
+            .iter_mut()
+            .filter_map(|t| match &mut t.source {
+                Ok((_, w)) => {
+                    w.borrow_and_update();
+                    Some(w.clone())
+                }
+                Err(_) => None,
+            })
+            .collect();
+        let plan: Vec<(Option<LogReader>, i64, usize)> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.source.as_ref().ok().map(|(r, _)| r.clone()),
+                    t.offset,
+                    t.max_bytes,
+                )
+            })
+            .collect();
+        let outs = match tokio::task::spawn_blocking(move || read_all(plan, max_total)).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch read panicked");
+                resp.error_code = BrokerError::Internal(String::new()).code();
+                return resp;
+            }
+        };
+        let total: usize = outs.iter().map(|o| o.records.len()).sum();
+        let any_error =
+            outs.iter().any(|o| o.error != NONE) || targets.iter().any(|t| t.source.is_err());
+        if total >= min_bytes.max(1) || any_error || watchers.is_empty() || *shutdown.borrow() {
+            break outs;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break outs;
+        }
+        let changed = futures::future::select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    };
+
+    for (t, out) in targets.iter().zip(outs) {
+        let mut pd = PartitionData::default();
+        pd.partition_index = t.partition;
+        pd.aborted_transactions = None;
+        match &t.source {
+            Err(e) => {
+                pd.error_code = e.code();
+                pd.high_watermark = -1;
+                pd.records = Some(Bytes::new());
+            }
+            Ok(_) => {
+                pd.error_code = out.error;
+                pd.high_watermark = out.end;
+                pd.last_stable_offset = out.end;
+                pd.log_start_offset = out.start;
+                pd.records = Some(out.records);
+            }
+        }
+        resp.responses[t.topic_slot].partitions.push(pd);
+    }
+    resp
+}
+
+/// Reads every planned partition once, honouring the per-partition and total byte limits.
+/// The first non-empty partition may return one batch larger than the limits (KIP-74).
+fn read_all(plan: Vec<(Option<LogReader>, i64, usize)>, max_total: usize) -> Vec<ReadOut> {
+    let mut total = 0usize;
+    plan.into_iter()
+        .map(|(reader, offset, part_max)| {
+            let Some(reader) = reader else {
+                return ReadOut {
+                    error: NONE,
+                    records: Bytes::new(),
+                    start: -1,
+                    end: -1,
+                };
+            };
+            let start = reader.log_start_offset();
+            let end = reader.log_end_offset();
+            let remaining = max_total.saturating_sub(total);
+            if total > 0 && remaining == 0 {
+                return ReadOut {
+                    error: NONE,
+                    records: Bytes::new(),
+                    start,
+                    end,
+                };
+            }
+            let limit = part_max.min(remaining);
+            match reader.read(offset, limit) {
+                Ok(r) => {
+                    let mut records = r.bytes;
+                    if total > 0 && records.len() > limit {
+                        // Only the first partition in the response may exceed the limits.
+                        records = Bytes::new();
+                    }
+                    total += records.len();
+                    ReadOut {
+                        error: NONE,
+                        records,
+                        start: r.log_start_offset,
+                        end: r.log_end_offset,
+                    }
+                }
+                Err(e) => {
+                    let err = BrokerError::from(e);
+                    if !matches!(err, BrokerError::Storage(ref s) if matches!(**s, StorageError::OffsetOutOfRange { .. }))
+                    {
+                        tracing::error!(error = %err, "fetch read failed");
+                    }
+                    ReadOut {
+                        error: err.code(),
+                        records: Bytes::new(),
+                        start,
+                        end,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Kafka's special ListOffsets timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub(super) async fn list_offsets(
+    broker: &Broker,
+    req: ListOffsetsRequest,
+    _version: i16,
+) -> ResponseKind {
+    let mut plan = Vec::new();
+    for t in &req.topics {
+        let topic = broker.topics.get(&t.name.0);
+        for p in &t.partitions {
+            let reader = topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition_index))
+                .map(|part| part.reader().clone());
+            plan.push((reader, p.partition_index, p.timestamp));
+        }
+    }
+    let results = tokio::task::spawn_blocking(move || {
+        plan.into_iter()
+            .map(|(reader, index, ts)| {
+                let mut r = ListOffsetsPartitionResponse::default();
+                r.partition_index = index;
+                let Some(reader) = reader else {
+                    r.error_code = BrokerError::UnknownTopic(String::new()).code();
+                    return r;
+                };
+                r.leader_epoch = 0;
+                let found: Result<Option<(i64, i64)>, StorageError> = match ts {
+                    LATEST => Ok(Some((-1, reader.log_end_offset()))),
+                    EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, reader.log_start_offset()))),
+                    MAX_TIMESTAMP => reader.max_timestamp(),
+                    t if t >= 0 => reader
+                        .offset_for_timestamp(t)
+                        .map(|o| o.map(|(off, t)| (t, off))),
+                    _ => {
+                        r.error_code = BrokerError::InvalidRequest(String::new()).code();
+                        return r;
+                    }
+                };
+                match found {
+                    Ok(Some((t, off))) => {
+                        r.timestamp = t;
+                        r.offset = off;
+                    }
+                    Ok(None) => {
+                        r.timestamp = -1;
+                        r.offset = -1;
+                    }
+                    Err(e) => r.error_code = BrokerError::from(e).code(),
+                }
+                r
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut resp = ListOffsetsResponse::default();
+    let mut it = results.into_iter();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name;
+        for _ in &t.partitions {
+            if let Some(r) = it.next() {
+                tr.partitions.push(r);
+            }
+        }
+        resp.topics.push(tr);
+    }
+    ResponseKind::ListOffsets(resp)
+}
+
+/// Eddy is single-node and never changes leader, so every partition has leader epoch 0 and
+/// its end offset is the log end.
+pub(super) fn offset_for_leader_epoch(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> ResponseKind {
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let topic = broker.topics.get(&t.topic.0);
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = TopicName(str_bytes(&t.topic.0));
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            match topic.as_ref().and_then(|tp| tp.partition(p.partition)) {
+                None => {
+                    e.error_code = BrokerError::UnknownTopic(String::new()).code();
+                    e.leader_epoch = -1;
+                    e.end_offset = -1;
+                }
+                Some(part) if p.leader_epoch <= 0 => {
+                    e.leader_epoch = 0;
+                    e.end_offset = part.reader().log_end_offset();
+                }
+                Some(_) => {
+                    e.leader_epoch = -1;
+                    e.end_offset = -1;
+                }
+            }
+            tr.partitions.push(e);
+        }
+        resp.topics.push(tr);
+    }
+    ResponseKind::OffsetForLeaderEpoch(resp)
+}

@@ -1,0 +1,168 @@
+//! The Eddy broker: a Kafka-compatible server over Eddy's log store.
+//!
+//! `serve` wires the pieces: configuration, the topic registry (which recovers every
+//! partition log), the listener and its connection tasks, and background tasks for retention
+//! and interval flushing. See `docs/design.md` for the whole picture.
+
+pub mod config;
+mod error;
+mod groups;
+mod handlers;
+mod partition;
+mod server;
+mod topics;
+
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::BrokerConfig;
+
+/// Persisted identity of this data directory's cluster.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterMeta {
+    cluster_id: String,
+}
+
+fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("meta").join("cluster.json");
+    if let Ok(bytes) = fs::read(&path) {
+        let m: ClusterMeta = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is unreadable", path.display()))?;
+        return Ok(m.cluster_id);
+    }
+    // Kafka cluster ids are 22-character URL-safe base64 of a UUID; any unique string works.
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let bytes = serde_json::to_vec(&ClusterMeta {
+        cluster_id: id.clone(),
+    })?;
+    topics::write_atomic(&path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Runs the broker until `stop` resolves, then shuts down cleanly: stops accepting, lets
+/// in-flight requests finish (up to `shutdown.grace.ms`), flushes and closes every log.
+pub async fn serve(
+    config: BrokerConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let config = Arc::new(config);
+    let data_dir = config.data_dir();
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let lock_path = data_dir.join(".lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "data directory {} is in use by another eddy process",
+            data_dir.display()
+        );
+    }
+    let cluster_id = cluster_id(&data_dir)?;
+    let topics = topics::Topics::load(config.clone())
+        .await
+        .context("cannot load topics")?;
+    let listen = config.listen();
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let (host, port) = config.advertised(bound);
+    let (sd_tx, sd_rx) = watch::channel(false);
+    let ms = |k: &str| Duration::from_millis(config.long(k).max(0) as u64);
+    let settings = groups::GroupSettings {
+        initial_rebalance_delay: ms("group.initial.rebalance.delay.ms"),
+        min_session_timeout: ms("group.min.session.timeout.ms"),
+        max_session_timeout: ms("group.max.session.timeout.ms"),
+    };
+    let coordinator = groups::Coordinator::load(
+        &topics,
+        settings,
+        Duration::from_secs(config.long("offsets.retention.minutes").max(1) as u64 * 60),
+        config.long("offset.metadata.max.bytes").max(0) as usize,
+    )
+    .await
+    .context("cannot load consumer groups")?;
+    let coordinator = Arc::new(coordinator);
+    tokio::spawn(coordinator.clone().run_timers(sd_rx.clone()));
+    let broker = Arc::new(server::Broker {
+        config: config.clone(),
+        topics,
+        groups: coordinator,
+        node_id: config.long("node.id") as i32,
+        host,
+        port,
+        cluster_id,
+        max_frame: config.long("socket.request.max.bytes") as usize,
+        shutdown: sd_rx.clone(),
+    });
+    tracing::info!(
+        listen = %bound,
+        advertise = %format!("{}:{}", broker.host, broker.port),
+        data_dir = %data_dir.display(),
+        topics = broker.topics.all().len(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "eddy listening on {bound}"
+    );
+
+    let background = spawn_background(broker.clone(), sd_rx.clone());
+    let server = tokio::spawn(server::run(listener, broker.clone(), sd_rx));
+    stop.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = sd_tx.send(true);
+    let _ = server.await;
+    background.abort();
+    broker.topics.close_all().await;
+    drop(lock);
+    tracing::info!("shutdown complete; all logs flushed");
+    Ok(())
+}
+
+/// Retention checks and, with `log.flush.interval.ms`, periodic fsync.
+fn spawn_background(
+    broker: Arc<server::Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let retention_every =
+            Duration::from_millis(broker.config.long("log.retention.check.interval.ms") as u64);
+        let flush_ms = broker.config.long("log.flush.interval.ms");
+        let mut retention = tokio::time::interval(retention_every);
+        let mut flush = tokio::time::interval(Duration::from_millis(flush_ms.max(1) as u64));
+        loop {
+            tokio::select! {
+                _ = retention.tick() => {
+                    let now = handlers_now();
+                    for p in broker.topics.all_partitions() {
+                        p.enforce_retention(now).await;
+                    }
+                }
+                _ = flush.tick(), if flush_ms >= 0 => {
+                    for p in broker.topics.all_partitions() {
+                        p.flush().await;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    })
+}
+
+fn handlers_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,294 @@
+//! One partition: a writer task that owns its `PartitionLog`, and the handles the rest of the
+//! broker uses to append (through the task) and read (directly, through a `LogReader`).
+//!
+//! The writer drains every queued operation, appends them in arrival order, then issues one
+//! fsync for all the acks=all appends in that round (group commit) before answering them.
+//! acks=1 appends are answered as soon as they are in the log. File work runs on tokio's
+//! blocking pool so the reactor never waits on the disk.
+
+use std::sync::Arc;
+
+use eddy_storage::{AppendInfo, LogReader, PartitionLog, StorageError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Queued operations per partition before producers wait (backpressure).
+const QUEUE_DEPTH: usize = 1024;
+/// Most operations handled in one round (one blocking call, at most one fsync).
+const MAX_ROUND: usize = 512;
+
+/// Whether an append must be fsynced before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Answer once in the log (page cache): acks=1, or acks=all with interval flushing.
+    Written,
+    /// Answer after fsync: acks=all with the default durable setting.
+    Synced,
+}
+
+pub(crate) type AppendResult = Result<AppendInfo, PartitionError>;
+
+#[derive(Debug)]
+enum Op {
+    Append {
+        batch: Vec<u8>,
+        durability: Durability,
+        reply: oneshot::Sender<AppendResult>,
+    },
+    DeleteRecords {
+        offset: i64,
+        reply: oneshot::Sender<Result<i64, PartitionError>>,
+    },
+    Retention {
+        now_ms: i64,
+    },
+    Flush,
+    /// Finish queued work, flush, close the log, then answer.
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to one partition. The writer task stops on [`Partition::close`] or when every
+/// handle is dropped.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) index: i32,
+    tx: mpsc::Sender<Op>,
+    reader: LogReader,
+    /// Log end offset, published after each append round; fetches wait on it.
+    end: watch::Receiver<i64>,
+}
+
+/// Why an operation on a partition failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum PartitionError {
+    /// The writer task is gone (shutdown or deletion in progress).
+    #[error("the partition is closed or offline")]
+    Closed,
+    #[error("{0}")]
+    Storage(Arc<StorageError>),
+}
+
+impl From<Arc<StorageError>> for PartitionError {
+    fn from(e: Arc<StorageError>) -> Self {
+        PartitionError::Storage(e)
+    }
+}
+
+impl Partition {
+    /// Starts the writer task for an opened log.
+    pub(crate) fn start(index: i32, log: PartitionLog, name: String) -> Arc<Partition> {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let reader = log.reader();
+        let (end_tx, end) = watch::channel(log.log_end_offset());
+        tokio::spawn(writer(log, rx, end_tx, name));
+        Arc::new(Partition {
+            index,
+            tx,
+            reader,
+            end,
+        })
+    }
+
+    pub(crate) fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// A receiver that changes whenever the log end offset moves.
+    pub(crate) fn watch_end(&self) -> watch::Receiver<i64> {
+        self.end.clone()
+    }
+
+    /// Queues an append. The order of calls is the order in the log. The returned receiver
+    /// resolves when the append is durable as requested.
+    pub(crate) async fn append(
+        &self,
+        batch: Vec<u8>,
+        durability: Durability,
+    ) -> Result<oneshot::Receiver<AppendResult>, PartitionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Append {
+                batch,
+                durability,
+                reply,
+            })
+            .await
+            .map_err(|_| PartitionError::Closed)?;
+        Ok(rx)
+    }
+
+    pub(crate) async fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::DeleteRecords { offset, reply })
+            .await
+            .map_err(|_| PartitionError::Closed)?;
+        rx.await.map_err(|_| PartitionError::Closed)?
+    }
+
+    pub(crate) async fn enforce_retention(&self, now_ms: i64) {
+        let _ = self.tx.send(Op::Retention { now_ms }).await;
+    }
+
+    pub(crate) async fn flush(&self) {
+        let _ = self.tx.send(Op::Flush).await;
+    }
+
+    /// Lets queued operations finish, flushes and closes the log. Later operations fail
+    /// with [`PartitionError::Closed`].
+    pub(crate) async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Op::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+async fn writer(
+    log: PartitionLog,
+    mut rx: mpsc::Receiver<Op>,
+    end_tx: watch::Sender<i64>,
+    name: String,
+) {
+    let mut log = Some(log);
+    let mut close_reply: Option<oneshot::Sender<()>> = None;
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut ops = vec![first];
+        while ops.len() < MAX_ROUND {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let Some(l) = log.take() else {
+            fail_all(ops, &name);
+            continue;
+        };
+        let end = end_tx.clone();
+        let name2 = name.clone();
+        match tokio::task::spawn_blocking(move || round(l, ops, &end, &name2)).await {
+            Ok((l, close)) => {
+                log = Some(l);
+                if close.is_some() {
+                    close_reply = close;
+                    rx.close();
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(partition = %name, error = %e,
+                    "partition writer panicked; the partition is offline until restart");
+            }
+        }
+    }
+    if let Some(l) = log.take() {
+        let r = tokio::task::spawn_blocking(move || l.close()).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(partition = %name, error = %e, "closing the log failed");
+        }
+    }
+    // Anything queued after the close request is refused.
+    let mut late = Vec::new();
+    while let Ok(op) = rx.try_recv() {
+        late.push(op);
+    }
+    fail_all(late, &name);
+    if let Some(reply) = close_reply {
+        let _ = reply.send(());
+    }
+}
+
+fn fail_all(ops: Vec<Op>, name: &str) {
+    if ops.is_empty() {
+        return;
+    }
+    tracing::debug!(partition = %name, count = ops.len(), "refusing operations: partition closed or offline");
+    let err = PartitionError::Closed;
+    for op in ops {
+        match op {
+            Op::Append { reply, .. } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            Op::DeleteRecords { reply, .. } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            Op::Close { reply } => {
+                let _ = reply.send(());
+            }
+            Op::Retention { .. } | Op::Flush => {}
+        }
+    }
+}
+
+/// One round on the blocking pool. Returns the log and the close request, if any.
+fn round(
+    mut log: PartitionLog,
+    ops: Vec<Op>,
+    end: &watch::Sender<i64>,
+    name: &str,
+) -> (PartitionLog, Option<oneshot::Sender<()>>) {
+    let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, AppendInfo)> = Vec::new();
+    let mut want_flush = false;
+    let mut close = None;
+    for op in ops {
+        if close.is_some() {
+            fail_all(vec![op], name);
+            continue;
+        }
+        match op {
+            Op::Append {
+                mut batch,
+                durability,
+                reply,
+            } => match log.append(&mut batch) {
+                Ok(info) => {
+                    if durability == Durability::Synced {
+                        waiting_sync.push((reply, info));
+                    } else {
+                        let _ = reply.send(Ok(info));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = %name, error = %e, "append failed");
+                    let _ = reply.send(Err(PartitionError::Storage(Arc::new(e))));
+                }
+            },
+            Op::DeleteRecords { offset, reply } => {
+                let r = log
+                    .delete_records_before(offset)
+                    .map_err(|e| PartitionError::Storage(Arc::new(e)));
+                let _ = reply.send(r);
+            }
+            Op::Retention { now_ms } => match log.enforce_retention(now_ms) {
+                Ok(report) => tracing::debug!(partition = %name, ?report, "retention pass"),
+                Err(e) => tracing::error!(partition = %name, error = %e, "retention failed"),
+            },
+            Op::Flush => want_flush = true,
+            Op::Close { reply } => {
+                close = Some(reply);
+                want_flush = true;
+            }
+        }
+    }
+    end.send_replace(log.log_end_offset());
+    if !waiting_sync.is_empty() || want_flush {
+        match log.flush() {
+            Ok(()) => {
+                for (reply, info) in waiting_sync {
+                    let _ = reply.send(Ok(info));
+                }
+            }
+            Err(e) => {
+                tracing::error!(partition = %name, error = %e,
+                    "fsync failed; the partition refuses writes until restart");
+                let e = PartitionError::Storage(Arc::new(e));
+                for (reply, _) in waiting_sync {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    (log, close)
+}

@@ -1,0 +1,192 @@
+//! The listener and connection tasks.
+//!
+//! A connection task reads frames (bounding the length before allocating), decodes each
+//! into a request, and hands it to [`crate::handlers::dispatch`], which does the order-
+//! sensitive part at once (for Produce: queueing the appends) and returns a future for the
+//! response. A writer task awaits those futures in request order and writes the responses,
+//! so many requests can be in flight on one connection while answers leave in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use eddy_protocol::codec::{self, DecodeError};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::BrokerConfig;
+use crate::handlers;
+use crate::topics::Topics;
+
+/// Requests one connection may have in flight before the broker stops reading from it.
+const MAX_IN_FLIGHT: usize = 64;
+/// Frame bytes read per step: a huge announced length is only allocated as data arrives.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A response in the making: resolves to the encoded frame, or `None` when the request
+/// gets no answer (acks=0 produce).
+pub(crate) type Pending = BoxFuture<'static, Option<BytesMut>>;
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: Arc<BrokerConfig>,
+    pub(crate) topics: Topics,
+    pub(crate) groups: Arc<crate::groups::Coordinator>,
+    pub(crate) node_id: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) cluster_id: String,
+    pub(crate) max_frame: usize,
+    /// Fires when the broker starts shutting down; long-polls return early.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts connections until `shutdown` fires, then waits up to the grace period for the
+/// connections to finish their in-flight requests.
+pub(crate) async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let b = broker.clone();
+                    let sd = shutdown.clone();
+                    conns.spawn(async move { connection(stream, peer, b, sd).await });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(broker.config.long("shutdown.grace.ms").max(0) as u64);
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = conns.len(),
+            "connections still busy after the shutdown grace period; dropping them"
+        );
+        conns.abort_all();
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(wr, rx, peer));
+    tracing::debug!(%peer, "connection opened");
+    loop {
+        let mut len = [0u8; 4];
+        tokio::select! {
+            r = rd.read_exact(&mut len) => {
+                if let Err(e) = r {
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        tracing::debug!(%peer, error = %e, "read failed");
+                    }
+                    break;
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+        let n = match codec::check_frame_len(i32::from_be_bytes(len), broker.max_frame) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(%peer, "{e}; closing the connection");
+                break;
+            }
+        };
+        let frame = match read_frame(&mut rd, n).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(%peer, expected = n, error = %e, "connection closed in the middle of a request frame");
+                break;
+            }
+        };
+        let pending: Pending = match codec::decode_request(frame.freeze()) {
+            Ok(req) => handlers::dispatch(broker.clone(), req, peer).await,
+            Err(DecodeError::UnsupportedVersion {
+                api: ApiKey::ApiVersions,
+                version,
+                correlation_id,
+                ..
+            }) => {
+                tracing::debug!(%peer, version, "ApiVersions at an unsupported version; answering with the v0 fallback");
+                match codec::api_versions_fallback(correlation_id) {
+                    Ok(b) => Box::pin(async move { Some(b) }),
+                    Err(e) => {
+                        tracing::error!(%peer, error = %e, "encoding failed");
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "bad request: {e}; closing the connection");
+                break;
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Reads exactly `n` bytes, growing the buffer as data arrives so an announced length
+/// alone does not allocate.
+async fn read_frame(rd: &mut OwnedReadHalf, n: usize) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(n.min(READ_CHUNK));
+    while buf.len() < n {
+        let want = (n - buf.len()).min(READ_CHUNK);
+        buf.reserve(want);
+        let got = (&mut *rd).take(want as u64).read_buf(&mut buf).await?;
+        if got == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf)
+}
+
+async fn write_responses(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+    let mut out = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(p) = rx.recv().await {
+        if let Some(bytes) = p.await {
+            if let Err(e) = out.write_all(&bytes).await {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
+        }
+        if rx.is_empty() {
+            if let Err(e) = out.flush().await {
+                tracing::debug!(%peer, error = %e, "flush failed");
+                return;
+            }
+        }
+    }
+    let _ = out.flush().await;
+    let _ = out.into_inner().shutdown().await;
+}

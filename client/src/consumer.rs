@@ -1,0 +1,246 @@
+//! A consumer of assigned partitions: one Fetch per leader per poll, records decoded from
+//! their batches (any compression), control batches skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_protocol::batch::{batch_size_at, BatchHeader};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::cluster::Cluster;
+use crate::error::ClientError;
+
+/// Where to start reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Fetch settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub max_wait: Duration,
+    pub min_bytes: i32,
+    pub max_bytes: i32,
+    pub partition_max_bytes: i32,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            max_wait: Duration::from_millis(500),
+            min_bytes: 1,
+            max_bytes: 50 * 1024 * 1024,
+            partition_max_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    cluster: Arc<Cluster>,
+    config: ConsumerConfig,
+    /// Next offset to fetch per (topic, partition).
+    positions: BTreeMap<(String, i32), i64>,
+}
+
+impl Consumer {
+    pub fn new(cluster: Arc<Cluster>, config: ConsumerConfig) -> Consumer {
+        Consumer {
+            cluster,
+            config,
+            positions: BTreeMap::new(),
+        }
+    }
+
+    /// Starts reading `topic`/`partition` at `start`.
+    pub async fn assign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        start: StartAt,
+    ) -> Result<(), ClientError> {
+        let offset = match start {
+            StartAt::Offset(o) => o,
+            StartAt::Earliest => self.cluster.list_offset(topic, partition, -2).await?,
+            StartAt::Latest => self.cluster.list_offset(topic, partition, -1).await?,
+        };
+        self.positions
+            .insert((topic.to_string(), partition), offset);
+        Ok(())
+    }
+
+    /// Current positions (next offset to read) per partition.
+    pub fn positions(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.positions
+    }
+
+    /// Fetches once (waiting up to `max_wait` for data) and returns the records.
+    pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
+        for ((t, p), off) in &self.positions {
+            let info = self.cluster.topic(t).await?;
+            let leader = *info
+                .leaders
+                .get(*p as usize)
+                .ok_or(ClientError::UnknownPartition {
+                    topic: t.clone(),
+                    partition: *p,
+                })?;
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((t.clone(), *p, *off));
+        }
+        let mut out = Vec::new();
+        for (leader, parts) in by_leader {
+            let conn = self.cluster.node(leader).await?;
+            let mut req = FetchRequest::default();
+            req.replica_id = (-1).into();
+            req.max_wait_ms = self.config.max_wait.as_millis() as i32;
+            req.min_bytes = self.config.min_bytes;
+            req.max_bytes = self.config.max_bytes;
+            req.isolation_level = 0;
+            req.session_id = 0;
+            req.session_epoch = -1;
+            let mut topics: Vec<FetchTopic> = Vec::new();
+            for (t, p, off) in &parts {
+                let mut fp = FetchPartition::default();
+                fp.partition = *p;
+                fp.fetch_offset = *off;
+                fp.partition_max_bytes = self.config.partition_max_bytes;
+                fp.current_leader_epoch = -1;
+                fp.log_start_offset = -1;
+                match topics.iter_mut().find(|x| x.topic.0.as_str() == t) {
+                    Some(x) => x.partitions.push(fp),
+                    None => {
+                        let mut ft = FetchTopic::default();
+                        ft.topic = TopicName(StrBytes::from_string(t.clone()));
+                        if let Ok(info) = self.cluster.topic(t).await {
+                            ft.topic_id = info.id.parse().unwrap_or_default();
+                        }
+                        ft.partitions.push(fp);
+                        topics.push(ft);
+                    }
+                }
+            }
+            req.topics = topics;
+            let resp = conn.send(&req).await?;
+            if resp.error_code != 0 {
+                return Err(ClientError::kafka("fetch", resp.error_code, None));
+            }
+            for (i, tr) in resp.responses.into_iter().enumerate() {
+                let topic = if tr.topic.0.is_empty() {
+                    req.topics
+                        .get(i)
+                        .map(|t| t.topic.0.to_string())
+                        .unwrap_or_default()
+                } else {
+                    tr.topic.0.to_string()
+                };
+                for pr in tr.partitions {
+                    let key = (topic.clone(), pr.partition_index);
+                    if pr.error_code == 1 {
+                        // OFFSET_OUT_OF_RANGE: restart from the earliest available offset.
+                        let start = self
+                            .cluster
+                            .list_offset(&topic, pr.partition_index, -2)
+                            .await?;
+                        self.positions.insert(key, start);
+                        continue;
+                    }
+                    if pr.error_code != 0 {
+                        return Err(ClientError::kafka(
+                            format!("fetch {topic}-{}", pr.partition_index),
+                            pr.error_code,
+                            None,
+                        ));
+                    }
+                    let Some(pos) = self.positions.get(&key).copied() else {
+                        continue;
+                    };
+                    let next = decode_into(
+                        &topic,
+                        pr.partition_index,
+                        pos,
+                        pr.records.unwrap_or_default(),
+                        &mut out,
+                    )?;
+                    self.positions.insert(key, next);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes whole batches from `data`, keeps records at or after `pos`, and returns the next
+/// position. A trailing partial batch (cut by the fetch size limit) is ignored.
+fn decode_into(
+    topic: &str,
+    partition: i32,
+    mut pos: i64,
+    mut data: Bytes,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<i64, ClientError> {
+    while let Some(size) = batch_size_at(&data) {
+        if size > data.len() {
+            break;
+        }
+        let mut one = data.split_to(size);
+        let (last, control) = match BatchHeader::parse(&one) {
+            Ok(h) => (h.last_offset(), h.is_control()),
+            Err(e) => {
+                return Err(ClientError::Decode {
+                    api: "record batch".into(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        if !control {
+            let set = RecordBatchDecoder::decode(&mut one).map_err(|e| ClientError::Decode {
+                api: "record batch".into(),
+                reason: e.to_string(),
+            })?;
+            for r in set.records {
+                if r.offset < pos {
+                    continue;
+                }
+                out.push(ConsumedRecord {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                });
+            }
+        }
+        pos = pos.max(last + 1);
+    }
+    Ok(pos)
+}
