@@ -1,0 +1,113 @@
+//! Helpers shared by the storage integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use eddy_protocol::batch::{batch_size_at, build_batch, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use eddy_storage::{LogConfig, LogReader};
+
+/// A batch of `records` records of `value_len` bytes each, all at `ts`.
+pub fn batch(ts: i64, records: usize, value_len: usize) -> Vec<u8> {
+    let value = vec![b'v'; value_len];
+    let values: Vec<&[u8]> = (0..records).map(|_| value.as_slice()).collect();
+    build_batch(0, ts, &values)
+}
+
+fn write_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+/// An uncompressed batch with one record per timestamp (base timestamp = the first, max =
+/// the largest), so timestamp lookups can be checked record by record. `compression` sets the
+/// codec bits without compressing (the payload stays opaque to storage).
+pub fn batch_with_timestamps(timestamps: &[i64], compression: i16) -> Vec<u8> {
+    let base_ts = timestamps[0];
+    let max_ts = timestamps.iter().copied().max().unwrap_or(base_ts);
+    let mut recs = Vec::new();
+    for (i, ts) in timestamps.iter().enumerate() {
+        let mut body = vec![0u8];
+        write_varint(&mut body, ts - base_ts);
+        write_varint(&mut body, i as i64);
+        write_varint(&mut body, -1);
+        write_varint(&mut body, 1);
+        body.push(b'x');
+        write_varint(&mut body, 0);
+        write_varint(&mut recs, body.len() as i64);
+        recs.extend_from_slice(&body);
+    }
+    let n = timestamps.len() as i32;
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((BATCH_HEADER_LEN - LOG_OVERHEAD + recs.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&compression.to_be_bytes());
+    b.extend_from_slice(&(n - 1).to_be_bytes());
+    b.extend_from_slice(&base_ts.to_be_bytes());
+    b.extend_from_slice(&max_ts.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(&recs);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Small segments and a dense index, so a few appends exercise rolling and index lookups.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: None,
+        retention_ms: None,
+        retention_bytes: None,
+        index_interval_bytes: 128,
+        segment_index_bytes: 10 * 1024 * 1024,
+    }
+}
+
+/// Splits concatenated batches.
+pub fn split_batches(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(size) = batch_size_at(bytes) {
+        assert!(size <= bytes.len(), "read returned a partial batch");
+        out.push(bytes[..size].to_vec());
+        bytes = &bytes[size..];
+    }
+    assert!(bytes.is_empty(), "read returned trailing bytes");
+    out
+}
+
+/// Every batch from `from` to the end, read in small steps.
+pub fn read_everything(reader: &LogReader, from: i64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut next = from;
+    let end = reader.log_end_offset();
+    while next < end {
+        let r = reader.read(next, 1000).expect("read");
+        let batches = split_batches(&r.bytes);
+        assert!(
+            !batches.is_empty(),
+            "read at {next} below end {end} returned nothing"
+        );
+        for b in batches {
+            let h = eddy_protocol::batch::BatchHeader::parse(&b).expect("stored batch parses");
+            next = h.last_offset() + 1;
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Base offset of a stored batch.
+pub fn base_of(batch: &[u8]) -> i64 {
+    i64::from_be_bytes(batch[..8].try_into().expect("8 bytes"))
+}
