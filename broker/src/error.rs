@@ -42,6 +42,12 @@ pub(crate) enum BrokerError {
         path: String,
         source: Arc<std::io::Error>,
     },
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
+    #[error("{0}")]
+    InvalidTxnState(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -74,6 +80,9 @@ impl BrokerError {
             BrokerError::Storage(e) => storage_code(e),
             BrokerError::NotAvailable => ResponseError::NotLeaderOrFollower,
             BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+            BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+            BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+            BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
             BrokerError::Internal(_) => ResponseError::UnknownServerError,
         }
     }
@@ -95,6 +104,10 @@ impl From<PartitionError> for BrokerError {
         match e {
             PartitionError::Closed => BrokerError::NotAvailable,
             PartitionError::Storage(s) => BrokerError::Storage(s),
+            e @ PartitionError::OutOfOrder { .. } => BrokerError::OutOfOrderSequence(e.to_string()),
+            e @ PartitionError::StaleEpoch { .. } => {
+                BrokerError::InvalidProducerEpoch(e.to_string())
+            }
         }
     }
 }

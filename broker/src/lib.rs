@@ -9,6 +9,7 @@ mod error;
 mod groups;
 mod handlers;
 mod partition;
+mod producers;
 mod server;
 mod topics;
 
@@ -101,6 +102,8 @@ pub async fn serve(
         config: config.clone(),
         topics,
         groups: coordinator,
+        producer_ids: producers::ProducerIds::load(&data_dir)
+            .context("cannot read the producer id reservation")?,
         node_id: config.long("node.id") as i32,
         host,
         port,

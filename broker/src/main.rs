@@ -139,7 +139,18 @@ fn client<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() 
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // One line naming the bad flag or value; `eddy --help` has the rest.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("eddy: {first} (see `eddy --help`)");
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let bootstrap = cli.bootstrap.clone();
     match cli.command {
         Command::Topic(cmd) => client(|| cli::topic::run(&bootstrap, cmd)),

@@ -8,8 +8,13 @@
 
 use std::sync::Arc;
 
-use eddy_storage::{AppendInfo, LogReader, PartitionLog, StorageError};
+use std::path::PathBuf;
+
+use eddy_protocol::batch::BatchHeader;
+use eddy_storage::{LogReader, PartitionLog, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::producers::{ProducerState, SeqCheck};
 
 /// Queued operations per partition before producers wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
@@ -25,7 +30,13 @@ pub(crate) enum Durability {
     Synced,
 }
 
-pub(crate) type AppendResult = Result<AppendInfo, PartitionError>;
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Appended {
+    pub(crate) base_offset: i64,
+}
+
+pub(crate) type AppendResult = Result<Appended, PartitionError>;
 
 #[derive(Debug)]
 enum Op {
@@ -67,6 +78,12 @@ pub(crate) enum PartitionError {
     Closed,
     #[error("{0}")]
     Storage(Arc<StorageError>),
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("out-of-order sequence number: expected {expected}, got {got}")]
+    OutOfOrder { expected: i32, got: i32 },
+    /// An idempotent producer wrote with an epoch older than its current one.
+    #[error("producer epoch {got} is older than the current epoch {current}")]
+    StaleEpoch { current: i16, got: i16 },
 }
 
 impl From<Arc<StorageError>> for PartitionError {
@@ -77,11 +94,20 @@ impl From<Arc<StorageError>> for PartitionError {
 
 impl Partition {
     /// Starts the writer task for an opened log.
-    pub(crate) fn start(index: i32, log: PartitionLog, name: String) -> Arc<Partition> {
+    /// Starts the writer task for an opened log; `dir` holds the producer-state snapshot.
+    /// Blocking: rebuilds the idempotent-producer state from the log.
+    pub(crate) fn start(
+        index: i32,
+        log: PartitionLog,
+        name: String,
+        dir: PathBuf,
+    ) -> Arc<Partition> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let reader = log.reader();
+        let state = ProducerState::rebuild(&dir, &reader);
         let (end_tx, end) = watch::channel(log.log_end_offset());
-        tokio::spawn(writer(log, rx, end_tx, name));
+        let handle = tokio::runtime::Handle::current();
+        handle.spawn(writer(log, state, dir, rx, end_tx, name));
         Arc::new(Partition {
             index,
             tx,
@@ -147,11 +173,13 @@ impl Partition {
 
 async fn writer(
     log: PartitionLog,
+    state: ProducerState,
+    dir: PathBuf,
     mut rx: mpsc::Receiver<Op>,
     end_tx: watch::Sender<i64>,
     name: String,
 ) {
-    let mut log = Some(log);
+    let mut log = Some((log, state));
     let mut close_reply: Option<oneshot::Sender<()>> = None;
     loop {
         let Some(first) = rx.recv().await else { break };
@@ -162,15 +190,15 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let Some(l) = log.take() else {
+        let Some((l, st)) = log.take() else {
             fail_all(ops, &name);
             continue;
         };
         let end = end_tx.clone();
         let name2 = name.clone();
-        match tokio::task::spawn_blocking(move || round(l, ops, &end, &name2)).await {
-            Ok((l, close)) => {
-                log = Some(l);
+        match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2)).await {
+            Ok((l, st, close)) => {
+                log = Some((l, st));
                 if close.is_some() {
                     close_reply = close;
                     rx.close();
@@ -183,8 +211,16 @@ async fn writer(
             }
         }
     }
-    if let Some(l) = log.take() {
-        let r = tokio::task::spawn_blocking(move || l.close()).await;
+    if let Some((l, st)) = log.take() {
+        let r = tokio::task::spawn_blocking(move || {
+            let r = l.close();
+            if r.is_ok() {
+                // Only a cleanly closed log matches the snapshot exactly.
+                st.save(&dir);
+            }
+            r
+        })
+        .await;
         if let Ok(Err(e)) = r {
             tracing::error!(partition = %name, error = %e, "closing the log failed");
         }
@@ -225,11 +261,12 @@ fn fail_all(ops: Vec<Op>, name: &str) {
 /// One round on the blocking pool. Returns the log and the close request, if any.
 fn round(
     mut log: PartitionLog,
+    mut state: ProducerState,
     ops: Vec<Op>,
     end: &watch::Sender<i64>,
     name: &str,
-) -> (PartitionLog, Option<oneshot::Sender<()>>) {
-    let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, AppendInfo)> = Vec::new();
+) -> (PartitionLog, ProducerState, Option<oneshot::Sender<()>>) {
+    let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, Appended)> = Vec::new();
     let mut want_flush = false;
     let mut close = None;
     for op in ops {
@@ -242,19 +279,17 @@ fn round(
                 mut batch,
                 durability,
                 reply,
-            } => match log.append(&mut batch) {
-                Ok(info) => {
-                    if durability == Durability::Synced {
-                        waiting_sync.push((reply, info));
-                    } else {
-                        let _ = reply.send(Ok(info));
+            } => {
+                let outcome = append_checked(&mut log, &mut state, &mut batch, name);
+                match outcome {
+                    Ok(done) if durability == Durability::Synced => {
+                        waiting_sync.push((reply, done))
+                    }
+                    other => {
+                        let _ = reply.send(other);
                     }
                 }
-                Err(e) => {
-                    tracing::error!(partition = %name, error = %e, "append failed");
-                    let _ = reply.send(Err(PartitionError::Storage(Arc::new(e))));
-                }
-            },
+            }
             Op::DeleteRecords { offset, reply } => {
                 let r = log
                     .delete_records_before(offset)
@@ -290,5 +325,45 @@ fn round(
             }
         }
     }
-    (log, close)
+    (log, state, close)
+}
+
+/// Sequence checks for idempotent producers, then the append.
+fn append_checked(
+    log: &mut PartitionLog,
+    state: &mut ProducerState,
+    batch: &mut [u8],
+    name: &str,
+) -> AppendResult {
+    let check = match BatchHeader::parse(batch) {
+        Ok(h) => state.check(&h),
+        Err(_) => SeqCheck::Append, // storage rejects it with a precise error
+    };
+    match check {
+        SeqCheck::Append => {}
+        SeqCheck::Duplicate { base_offset, .. } => {
+            tracing::debug!(partition = %name, base_offset, "duplicate batch from an idempotent producer; not written again");
+            return Ok(Appended { base_offset });
+        }
+        SeqCheck::OutOfOrder { expected, got } => {
+            return Err(PartitionError::OutOfOrder { expected, got });
+        }
+        SeqCheck::StaleEpoch { current, got } => {
+            return Err(PartitionError::StaleEpoch { current, got });
+        }
+    }
+    match log.append(batch) {
+        Ok(info) => {
+            if let Ok(h) = BatchHeader::parse(batch) {
+                state.record(&h);
+            }
+            Ok(Appended {
+                base_offset: info.base_offset,
+            })
+        }
+        Err(e) => {
+            tracing::error!(partition = %name, error = %e, "append failed");
+            Err(PartitionError::Storage(Arc::new(e)))
+        }
+    }
 }

@@ -39,6 +39,7 @@ pub(crate) struct Broker {
     pub(crate) config: Arc<BrokerConfig>,
     pub(crate) topics: Topics,
     pub(crate) groups: Arc<crate::groups::Coordinator>,
+    pub(crate) producer_ids: crate::producers::ProducerIds,
     pub(crate) node_id: i32,
     pub(crate) host: String,
     pub(crate) port: i32,

@@ -140,7 +140,12 @@ fn open_partition(
     if !text.is_empty() {
         tracing::info!(partition = %format!("{topic}-{index}"), "{text}");
     }
-    Ok(Partition::start(index, log, format!("{topic}-{index}")))
+    Ok(Partition::start(
+        index,
+        log,
+        format!("{topic}-{index}"),
+        dir,
+    ))
 }
 
 impl Topics {

@@ -1,1 +1,358 @@
-//! Harness for end-to-end tests.
+//! Harness for end-to-end tests: starts the real `eddy` binary on a free 127.0.0.1 port with
+//! a temporary data directory and runs real Kafka clients against it.
+//!
+//! Clients are found through environment variables that `scripts/test.sh` sets after
+//! installing them (`EDDY_PYTHON`, `EDDY_JS_DIR`, `EDDY_JAVA_CP`); with none set, the default
+//! locations under `~/.cache` are tried. A missing client fails the test with a clear message
+//! unless `EDDY_SKIP_CLIENTS=1`, in which case the test returns early and says so.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Path to the `eddy` binary under test: `EDDY_BIN`, else next to the test executable's
+/// directory (`target/<profile>/eddy`).
+pub fn eddy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("EDDY_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/eddy
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("eddy"))
+        .unwrap_or_else(|| PathBuf::from("eddy"))
+}
+
+fn home_cache() -> PathBuf {
+    std::env::var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/root"))
+        .join(".cache")
+}
+
+/// Whether client tests should be skipped (only when explicitly asked).
+pub fn skip_clients() -> bool {
+    std::env::var("EDDY_SKIP_CLIENTS")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+}
+
+/// The Python interpreter of the client venv.
+pub fn python() -> Result<PathBuf> {
+    let p = std::env::var("EDDY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home_cache().join("eddy-venv/bin/python"));
+    if !p.exists() {
+        bail!(
+            "Python client venv not found at {} (run scripts/test.sh, or set EDDY_PYTHON)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The directory holding `node_modules/kafkajs`.
+pub fn js_dir() -> Result<PathBuf> {
+    let p = std::env::var("EDDY_JS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("tests/clients/js"));
+    if !p.join("node_modules/kafkajs").exists() {
+        bail!(
+            "kafkajs not installed in {} (run scripts/test.sh, or set EDDY_JS_DIR)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Classpath with kafka-clients and the compiled Java test client.
+pub fn java_cp() -> Result<String> {
+    let cp = std::env::var("EDDY_JAVA_CP").unwrap_or_else(|_| {
+        let d = home_cache().join("eddy-java");
+        format!("{}/classes:{}/lib/*", d.display(), d.display())
+    });
+    let classes = cp.split(':').next().unwrap_or("");
+    if !Path::new(classes).join("JavaClientTest.class").exists() {
+        bail!("Java test client not built in {classes} (run scripts/test.sh, or set EDDY_JAVA_CP)");
+    }
+    Ok(cp)
+}
+
+/// The repository root (the tests crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A client script under `tests/clients/`.
+pub fn client_script(rel: &str) -> PathBuf {
+    repo_root().join("tests/clients").join(rel)
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A running broker. Killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+    args: Vec<String>,
+    starts: u32,
+}
+
+impl Broker {
+    /// Starts a broker with a fresh data directory and test-friendly settings
+    /// (no initial group rebalance delay).
+    pub fn start() -> Result<Broker> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a broker with extra `serve` arguments (e.g. `["--set", "num.partitions=3"]`).
+    pub fn start_with(args: &[&str]) -> Result<Broker> {
+        let tmp = tempfile::Builder::new().prefix("eddy-e2e-").tempdir()?;
+        let data = tmp.path().join("data");
+        let log_path = tmp.path().join("broker.log");
+        let mut b = Broker {
+            child: None,
+            port: free_port()?,
+            data,
+            _tmp: Some(tmp),
+            log_path,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            starts: 0,
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let bin = eddy_bin();
+        if !bin.exists() {
+            bail!("eddy binary not found at {} (build it with `cargo build --bin eddy` or set EDDY_BIN)", bin.display());
+        }
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        writeln!(&log, "===== start #{} =====", self.starts)?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--set", "group.initial.rebalance.delay.ms=0"])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.addr()).is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    bail!(
+                        "eddy exited during start-up ({status}); log:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "eddy did not accept connections within 20 s; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's log (stdout and stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (up to 20 s) and checks the exit code is 0.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        if !st.success() {
+            bail!("could not send SIGTERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "eddy exited with {status} after SIGTERM; log:\n{}",
+                        self.log()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "eddy did not exit within 20 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs a command to completion with a timeout; fails with its output if it fails.
+pub fn run_ok(mut cmd: Command, timeout: Duration, what: &str) -> Result<Output> {
+    let out = run(&mut cmd, timeout).with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Runs a command with a timeout (killing it when it expires), capturing its output.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let so = out_t.join().unwrap_or_default();
+            let se = err_t.join().unwrap_or_default();
+            bail!(
+                "timed out after {timeout:?}:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&so),
+                String::from_utf8_lossy(&se)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    })
+}
+
+/// Runs a Python client script from `tests/clients/python` with the broker address.
+pub fn python_script(
+    broker: &Broker,
+    script: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Output> {
+    let py = python()?;
+    let mut cmd = Command::new(py);
+    cmd.arg(client_script(&format!("python/{script}")))
+        .arg(broker.bootstrap())
+        .args(args)
+        .env("EDDY_BOOTSTRAP", broker.bootstrap());
+    run_ok(cmd, timeout, script)
+}
+
+/// Returns early from a client test when clients are explicitly skipped.
+#[macro_export]
+macro_rules! require_clients {
+    () => {
+        if $crate::skip_clients() {
+            eprintln!("EDDY_SKIP_CLIENTS=1: skipping a real-client test");
+            return Ok(());
+        }
+    };
+}

@@ -239,7 +239,7 @@ const EARLIEST_LOCAL: i64 = -4;
 pub(super) async fn list_offsets(
     broker: &Broker,
     req: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ResponseKind {
     let mut plan = Vec::new();
     for t in &req.topics {
@@ -261,7 +261,10 @@ pub(super) async fn list_offsets(
                     r.error_code = BrokerError::UnknownTopic(String::new()).code();
                     return r;
                 };
-                r.leader_epoch = 0;
+                if version >= 4 {
+                    // The field only exists from v4; the codec refuses it earlier.
+                    r.leader_epoch = 0;
+                }
                 let found: Result<Option<(i64, i64)>, StorageError> = match ts {
                     LATEST => Ok(Some((-1, reader.log_end_offset()))),
                     EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, reader.log_start_offset()))),

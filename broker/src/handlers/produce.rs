@@ -160,6 +160,11 @@ fn validate(bytes: &[u8], max: usize) -> Result<(), BrokerError> {
         });
     }
     header.validate_produced()?;
+    if header.is_transactional() || header.is_control() {
+        return Err(BrokerError::InvalidTxnState(
+            "transactional and control batches are not supported yet".into(),
+        ));
+    }
     Ok(())
 }
 

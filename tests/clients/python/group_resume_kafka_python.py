@@ -59,11 +59,25 @@ def main():
     c2.close()
     if rest != list(range(40, 100)):
         fail(f"resumed consumer read {rest[:5]}...; expected 40..99")
-    groups = [g[0] if isinstance(g, tuple) else g.group for g in admin.list_consumer_groups()]
-    if group not in groups:
-        fail(f"list_consumer_groups does not show {group}: {groups}")
-    offsets = admin.list_consumer_group_offsets(group)
-    if offsets.get(TopicPartition(topic, 0)).offset != 100:
+    # kafka-python 2.x names these list_consumer_groups / list_consumer_group_offsets;
+    # 3.x renamed them list_groups / list_group_offsets.
+    list_groups = getattr(admin, "list_groups", None) or admin.list_consumer_groups
+    list_offsets = getattr(admin, "list_group_offsets", None) or admin.list_consumer_group_offsets
+    listed = list_groups()
+    def name_of(g):
+        if isinstance(g, dict):
+            return g.get("group_id")
+        if isinstance(g, tuple):
+            return g[0]
+        return getattr(g, "group_id", getattr(g, "group", g))
+    names = [name_of(g) for g in listed]
+    if group not in names:
+        fail(f"listing groups does not show {group}: {listed}")
+    offsets = list_offsets(group)
+    # 3.x nests the answer under the group id.
+    offsets = offsets.get(group, offsets)
+    got = offsets.get(TopicPartition(topic, 0))
+    if got is None or got.offset != 100:
         fail(f"admin sees committed offsets {offsets}, expected 100 after the second consumer closed")
     print("ok: resumed at the committed offset", flush=True)
 

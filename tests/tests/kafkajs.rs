@@ -1,0 +1,20 @@
+//! kafkajs: only non-flexible protocol versions.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Result;
+use eddy_e2e::{js_dir, require_clients, run_ok, Broker};
+
+#[test]
+fn kafkajs_admin_produce_and_group_consume() -> Result<()> {
+    require_clients!();
+    let broker = Broker::start()?;
+    let dir = js_dir()?;
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg(dir.join("kafkajs_test.js"))
+        .arg(broker.bootstrap());
+    run_ok(cmd, Duration::from_secs(120), "kafkajs test")?;
+    Ok(())
+}
