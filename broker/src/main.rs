@@ -35,6 +35,9 @@ enum Command {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(cli::topic::TopicCmd),
+    /// List, describe and reset consumer groups.
+    #[command(subcommand)]
+    Group(cli::group::GroupCmd),
     /// Produce lines from stdin as records.
     Produce(cli::data::ProduceArgs),
     /// Print records of a topic.
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
     let bootstrap = cli.bootstrap.clone();
     match cli.command {
         Command::Topic(cmd) => client(|| cli::topic::run(&bootstrap, cmd)),
+        Command::Group(cmd) => client(|| cli::group::run(&bootstrap, cmd)),
         Command::Produce(a) => client(|| cli::data::produce(&bootstrap, a)),
         Command::Consume(a) => client(|| cli::data::consume(&bootstrap, a)),
         Command::Bench(cmd) => client(|| cli::bench::run(&bootstrap, cmd)),

@@ -5,11 +5,13 @@ pub mod cluster;
 pub mod conn;
 pub mod consumer;
 pub mod error;
+pub mod groups;
 pub mod partitioner;
 pub mod producer;
 
 pub use cluster::{Cluster, TopicInfo};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartAt};
 pub use error::ClientError;
+pub use groups::{GroupInfo, GroupMember};
 pub use kafka_protocol::records::Compression;
 pub use producer::{Delivery, OutRecord, Producer, ProducerConfig};
