@@ -30,6 +30,16 @@ def rss_kib(pid, field):
     return None
 
 
+def cpu_s(pid):
+    """User+system CPU seconds used by a process so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", default=os.environ.get("EDDY_BOOTSTRAP", "127.0.0.1:9092"))
@@ -63,6 +73,7 @@ def main():
         if err is not None:
             failed[0] += 1
 
+    cpu0 = cpu_s(args.pid) if args.pid else None
     t0 = time.perf_counter()
     for _ in range(args.messages):
         while True:
@@ -86,6 +97,7 @@ def main():
     if args.pid:
         out["broker_peak_rss_kib"] = rss_kib(args.pid, "VmHWM")
         out["broker_rss_kib"] = rss_kib(args.pid, "VmRSS")
+        out["broker_cpu_s"] = round(cpu_s(args.pid) - cpu0, 2)
     print(json.dumps(out), flush=True)
 
     c = Consumer({
@@ -94,9 +106,15 @@ def main():
         "enable.auto.commit": False,
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 10_485_760,
+        # librdkafka 2.x backs fetching off for fetch.queue.backoff.ms (1 s) whenever its
+        # local queue holds queued.min.messages (100k): with 100 B records that, not the
+        # broker, would set the pace.
+        "queued.min.messages": 1_000_000,
+        "fetch.queue.backoff.ms": 10,
     })
     c.assign([TopicPartition(topic, 0, 0)])
     got = 0
+    cpu0 = cpu_s(args.pid) if args.pid else None
     t0 = time.perf_counter()
     while got < args.messages:
         batch = c.consume(num_messages=10_000, timeout=5)
@@ -119,6 +137,7 @@ def main():
     }
     if args.pid:
         out["broker_peak_rss_kib"] = rss_kib(args.pid, "VmHWM")
+        out["broker_cpu_s"] = round(cpu_s(args.pid) - cpu0, 2)
     print(json.dumps(out), flush=True)
 
 

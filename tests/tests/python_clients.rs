@@ -30,3 +30,11 @@ fn kafka_python_admin_produce_consume() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[test]
+fn confluent_admin_extras_and_log_append_time() -> Result<()> {
+    require_clients!();
+    let broker = Broker::start()?;
+    python_script(&broker, "admin_extras.py", &[], Duration::from_secs(120))?;
+    Ok(())
+}
