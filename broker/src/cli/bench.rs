@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use super::outln;
 use clap::{Args, Subcommand};
 use eddy_client::{Consumer, ConsumerConfig, OutRecord, Producer, ProducerConfig, StartAt};
 use hdrhistogram::Histogram;
@@ -163,9 +164,9 @@ impl Summary {
                 "seconds": self.seconds, "msgs_per_s": mps, "mb_per_s": mbps,
                 "errors": self.errors, "latency_ms": lat,
             });
-            println!("{j}");
+            outln!("{j}");
         } else {
-            println!(
+            outln!(
                 "{}: {} records, {:.1} MB in {:.2} s = {:.0} records/s, {:.1} MB/s, {} errors",
                 self.mode,
                 self.messages,
@@ -176,7 +177,7 @@ impl Summary {
                 self.errors
             );
             if let Some(l) = lat {
-                println!(
+                outln!(
                     "latency ms: p50 {} p90 {} p99 {} p99.9 {} max {}",
                     l["p50"], l["p90"], l["p99"], l["p999"], l["max"]
                 );

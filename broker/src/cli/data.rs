@@ -109,6 +109,19 @@ pub(crate) struct ConsumeArgs {
 }
 
 pub(crate) async fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
+    match consume_inner(bootstrap, a).await {
+        // The reader went away (`eddy consume t | head`): that is a normal end.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn consume_inner(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
     if a.group.is_some() {
         anyhow::bail!("--group is not supported by the eddy CLI yet; use --partition/--offset");
     }

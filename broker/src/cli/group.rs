@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::outln;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -34,7 +35,7 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
                 } else {
                     ptype.as_str()
                 };
-                println!("{id}\t{state}\t{ptype}");
+                outln!("{id}\t{state}\t{ptype}");
             }
         }
         GroupCmd::Describe { group } => {
@@ -43,19 +44,19 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
             if info.state == "Dead" && offsets.is_empty() {
                 anyhow::bail!("group '{group}' does not exist");
             }
-            println!(
+            outln!(
                 "group {}  state {}  protocol {} {}",
                 info.group, info.state, info.protocol_type, info.protocol
             );
             let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
-            println!("members:");
+            outln!("members:");
             for m in &info.members {
                 let instance = m
                     .instance_id
                     .as_deref()
                     .map(|i| format!(" instance={i}"))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "  {} client={} host={}{instance} partitions={}",
                     m.member_id,
                     m.client_id,
@@ -71,7 +72,7 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
                 .cloned()
                 .chain(owner.keys().cloned())
                 .collect();
-            println!("topic\tpartition\tcommitted\tlog-end\tlag\tmember");
+            outln!("topic\tpartition\tcommitted\tlog-end\tlag\tmember");
             for (t, p) in parts {
                 let committed = offsets.get(&(t.clone(), p)).map(|(o, _)| *o);
                 let end = cluster.list_offset(&t, p, -1).await.ok();
@@ -84,7 +85,7 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
                     .get(&(t.clone(), p))
                     .cloned()
                     .unwrap_or_else(|| "-".into());
-                println!(
+                outln!(
                     "{t}\t{p}\t{}\t{}\t{lag}\t{member}",
                     show(committed),
                     show(end)
@@ -126,7 +127,7 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
             }
             cluster.commit_group_offsets(&group, &offsets).await?;
             for ((t, p), o) in offsets {
-                println!("{group}\t{t}\t{p}\t{o}");
+                outln!("{group}\t{t}\t{p}\t{o}");
             }
         }
     }

@@ -11,6 +11,20 @@ use std::sync::Arc;
 
 use eddy_client::{Cluster, Compression};
 
+/// `println!` that ends the process quietly when stdout is closed (`eddy topic list | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+pub(crate) use outln;
+
 /// Connects to the bootstrap servers, with a one-line error when none answers.
 pub(crate) async fn connect(bootstrap: &str) -> anyhow::Result<Arc<Cluster>> {
     Cluster::connect(bootstrap, "eddy-cli")

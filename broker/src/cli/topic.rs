@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::outln;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -39,12 +40,12 @@ pub(crate) async fn run(bootstrap: &str, cmd: TopicCmd) -> anyhow::Result<()> {
                 cfg.insert(k.to_string(), v.to_string());
             }
             cluster.create_topic(&name, partitions, &cfg).await?;
-            println!("created topic {name} with {partitions} partition(s)");
+            outln!("created topic {name} with {partitions} partition(s)");
         }
         TopicCmd::List => {
             for t in cluster.refresh(None).await? {
                 let internal = if t.internal { " (internal)" } else { "" };
-                println!("{}\t{} partition(s){internal}", t.name, t.leaders.len());
+                outln!("{}\t{} partition(s){internal}", t.name, t.leaders.len());
             }
         }
         TopicCmd::Describe { name } => {
@@ -53,28 +54,28 @@ pub(crate) async fn run(bootstrap: &str, cmd: TopicCmd) -> anyhow::Result<()> {
                 .into_iter()
                 .find(|t| t.name == name)
                 .ok_or_else(|| anyhow::anyhow!("topic '{name}' does not exist"))?;
-            println!(
+            outln!(
                 "topic {}  id {}  partitions {}",
                 t.name,
                 t.id,
                 t.leaders.len()
             );
-            println!("partition\tleader\tlog-start\tlog-end");
+            outln!("partition\tleader\tlog-start\tlog-end");
             for (p, leader) in t.leaders.iter().enumerate() {
                 let p = p as i32;
                 let start = cluster.list_offset(&name, p, -2).await?;
                 let end = cluster.list_offset(&name, p, -1).await?;
-                println!("{p}\t{leader}\t{start}\t{end}");
+                outln!("{p}\t{leader}\t{start}\t{end}");
             }
-            println!("configs:");
+            outln!("configs:");
             for (k, v, is_default) in cluster.topic_configs(&name).await? {
                 let d = if is_default { " (default)" } else { "" };
-                println!("  {k}={v}{d}");
+                outln!("  {k}={v}{d}");
             }
         }
         TopicCmd::Delete { name } => {
             cluster.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            outln!("deleted topic {name}");
         }
     }
     Ok(())
