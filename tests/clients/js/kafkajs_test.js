@@ -63,6 +63,31 @@ async function main() {
   const sum = committed[0].partitions.reduce((s, p) => s + Number(p.offset), 0);
   if (sum !== n) fail('committed offsets sum to ' + sum + ', expected ' + n);
 
+  // A restarted consumer in the same group resumes at the committed offsets: it sees only
+  // records produced after the first consumer left.
+  const p2 = kafka.producer();
+  await p2.connect();
+  await p2.send({ topic, messages: [{ value: 'late-1' }, { value: 'late-2' }, { value: 'late-3' }] });
+  await p2.disconnect();
+  const again = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 500 });
+  await again.connect();
+  await again.subscribe({ topic, fromBeginning: true });
+  const late = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('restarted consumer got ' + JSON.stringify(late))), 60000);
+    again.run({
+      eachMessage: async ({ message }) => {
+        late.push(message.value.toString());
+        if (late.length >= 3) {
+          clearTimeout(timer);
+          setTimeout(resolve, 500); // give a wrongly rewound consumer time to show more
+        }
+      },
+    }).catch(reject);
+  }).catch((e) => fail(e.message));
+  await again.disconnect();
+  if (late.sort().join(',') !== 'late-1,late-2,late-3') fail('restarted consumer read ' + late.length + ' records: ' + late.slice(0, 5));
+
   await admin.deleteTopics({ topics: [topic] });
   await admin.disconnect();
   console.log('ok: kafkajs produced and consumed ' + n + ' records');
