@@ -101,6 +101,29 @@ impl Cluster {
     /// Refreshes metadata for `topics` (all topics when `None`). Unknown topics are not
     /// created.
     pub async fn refresh(&self, topics: Option<&[&str]>) -> Result<Vec<TopicInfo>, ClientError> {
+        self.refresh_inner(topics, false).await
+    }
+
+    /// Metadata of one topic, letting the broker auto-create it if it is configured to
+    /// (as producers do).
+    pub async fn topic_or_create(&self, name: &str) -> Result<TopicInfo, ClientError> {
+        if let Some(t) = self.topics.lock().await.get(name).cloned() {
+            return Ok(t);
+        }
+        self.refresh_inner(Some(&[name]), true).await?;
+        self.topics
+            .lock()
+            .await
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ClientError::UnknownTopic(name.to_string()))
+    }
+
+    async fn refresh_inner(
+        &self,
+        topics: Option<&[&str]>,
+        auto_create: bool,
+    ) -> Result<Vec<TopicInfo>, ClientError> {
         let conn = self.any().await?;
         let mut req = MetadataRequest::default();
         req.topics = topics.map(|ts| {
@@ -112,7 +135,7 @@ impl Cluster {
                 })
                 .collect()
         });
-        req.allow_auto_topic_creation = false;
+        req.allow_auto_topic_creation = auto_create;
         let resp = conn.send(&req).await?;
         {
             let mut b = self.brokers.lock().await;

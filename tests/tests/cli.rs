@@ -358,3 +358,64 @@ fn group_list_describe_and_reset() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn consume_with_group_resumes_after_the_last_printed_record() -> Result<()> {
+    let broker = Broker::start()?;
+    run_ok(
+        eddy(&broker, &["topic", "create", "gc", "-p", "3"]),
+        Duration::from_secs(30),
+        "create",
+    )?;
+    let input: String = (0..90).map(|i| format!("r{i}\n")).collect();
+    with_stdin(eddy(&broker, &["produce", "gc"]), &input)?;
+    let first = run_ok(
+        eddy(
+            &broker,
+            &[
+                "consume",
+                "gc",
+                "--group",
+                "g1",
+                "--from-beginning",
+                "-n",
+                "50",
+            ],
+        ),
+        Duration::from_secs(60),
+        "consume -n 50",
+    )?;
+    let second = run_ok(
+        eddy(
+            &broker,
+            &["consume", "gc", "--group", "g1", "--from-beginning", "-e"],
+        ),
+        Duration::from_secs(60),
+        "consume -e",
+    )?;
+    let a: Vec<String> = String::from_utf8(first.stdout)?
+        .lines()
+        .map(String::from)
+        .collect();
+    let b: Vec<String> = String::from_utf8(second.stdout)?
+        .lines()
+        .map(String::from)
+        .collect();
+    if a.len() != 50 || a.len() + b.len() != 90 {
+        bail!(
+            "first run printed {}, second {}; expected 50 + 40",
+            a.len(),
+            b.len()
+        );
+    }
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    all.sort();
+    all.dedup();
+    if all.len() != 90 {
+        bail!(
+            "records repeated or lost across the two group runs: {} distinct",
+            all.len()
+        );
+    }
+    Ok(())
+}

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use super::outln;
+use bytes::Bytes;
 use clap::{Args, Subcommand};
 use eddy_client::{Consumer, ConsumerConfig, OutRecord, Producer, ProducerConfig, StartAt};
 use hdrhistogram::Histogram;
@@ -179,7 +179,11 @@ impl Summary {
             if let Some(l) = lat {
                 outln!(
                     "latency ms: p50 {} p90 {} p99 {} p99.9 {} max {}",
-                    l["p50"], l["p90"], l["p99"], l["p999"], l["max"]
+                    l["p50"],
+                    l["p90"],
+                    l["p99"],
+                    l["p999"],
+                    l["max"]
                 );
             }
         }

@@ -26,10 +26,7 @@ pub(crate) struct ProduceArgs {
 
 pub(crate) async fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     let cluster = super::connect(bootstrap).await?;
-    cluster
-        .topic(&a.topic)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cluster.topic_or_create(&a.topic).await?;
     let headers: Vec<(String, Option<Bytes>)> = a
         .headers
         .iter()
@@ -122,13 +119,67 @@ pub(crate) async fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<(
 }
 
 async fn consume_inner(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
-    if a.group.is_some() {
-        anyhow::bail!("--group is not supported by the eddy CLI yet; use --partition/--offset");
-    }
     if a.format != "text" && a.format != "json" {
         anyhow::bail!("unknown format '{}': use text or json", a.format);
     }
     let cluster = super::connect(bootstrap).await?;
+    if let Some(group) = a.group.clone() {
+        if a.partition.is_some() || a.offset.is_some() {
+            anyhow::bail!("--group picks partitions and offsets itself; drop --partition/--offset");
+        }
+        cluster.topic(&a.topic).await?;
+        let config = eddy_client::GroupConfig {
+            reset: if a.from_beginning {
+                StartAt::Earliest
+            } else {
+                StartAt::Latest
+            },
+            ..Default::default()
+        };
+        let mut member = eddy_client::GroupConsumer::new(
+            cluster.clone(),
+            &group,
+            vec![a.topic.clone()],
+            config,
+            ConsumerConfig::default(),
+        );
+        let mut seen = 0u64;
+        // Next offset per partition after the last record actually printed: what we commit,
+        // so records fetched but not printed (-n reached) are not skipped next time.
+        let mut done = std::collections::BTreeMap::new();
+        loop {
+            if a.count.is_some_and(|n| seen >= n) {
+                break;
+            }
+            let records = member.poll().await?;
+            let empty = records.is_empty();
+            for r in records {
+                if a.count.is_some_and(|n| seen >= n) {
+                    break;
+                }
+                seen += 1;
+                print_record(&a.format, &r)?;
+                done.insert((r.topic.clone(), r.partition), r.offset + 1);
+            }
+            if let Err(e) = member.commit_offsets(&done).await {
+                tracing::warn!(error = %e, "commit failed");
+            }
+            if a.exit && empty {
+                let mut at_end = true;
+                for (t, p) in member.assignment() {
+                    let end = cluster.list_offset(&t, p, -1).await?;
+                    let pos = member_position(&member, &t, p);
+                    at_end &= pos >= end;
+                }
+                if at_end {
+                    break;
+                }
+            }
+        }
+        member.commit_offsets(&done).await.ok();
+        member.close().await?;
+        return Ok(());
+    }
     let info = cluster.topic(&a.topic).await?;
     let partitions: Vec<i32> = match a.partition {
         Some(p) => vec![p],
@@ -164,39 +215,46 @@ async fn consume_inner(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
             break;
         }
         let records = consumer.poll().await?;
-        let mut out = stdout.lock();
         for r in records {
             if a.count.is_some_and(|n| seen >= n) {
                 break;
             }
             seen += 1;
-            if a.format == "json" {
-                let text =
-                    |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
-                let headers: serde_json::Map<String, serde_json::Value> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            text(v)
-                                .map(serde_json::Value::String)
-                                .unwrap_or(serde_json::Value::Null),
-                        )
-                    })
-                    .collect();
-                let j = serde_json::json!({
-                    "topic": r.topic, "partition": r.partition, "offset": r.offset,
-                    "timestamp": r.timestamp, "key": text(&r.key), "value": text(&r.value),
-                    "headers": headers,
-                });
-                writeln!(out, "{j}")?;
-            } else {
-                out.write_all(r.value.as_deref().unwrap_or(b""))?;
-                out.write_all(b"\n")?;
-            }
+            print_record(&a.format, &r)?;
         }
-        out.flush()?;
+        stdout.lock().flush()?;
+    }
+    Ok(())
+}
+
+fn member_position(member: &eddy_client::GroupConsumer, topic: &str, partition: i32) -> i64 {
+    member.position(topic, partition).unwrap_or(i64::MAX)
+}
+
+fn print_record(format: &str, r: &eddy_client::ConsumedRecord) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if format == "json" {
+        let text = |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+        let headers: serde_json::Map<String, serde_json::Value> = r
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = text(v)
+                    .map(serde_json::Value::String)
+                    .unwrap_or(serde_json::Value::Null);
+                (k.clone(), v)
+            })
+            .collect();
+        let j = serde_json::json!({
+            "topic": r.topic, "partition": r.partition, "offset": r.offset,
+            "timestamp": r.timestamp, "key": text(&r.key), "value": text(&r.value),
+            "headers": headers,
+        });
+        writeln!(out, "{j}")?;
+    } else {
+        out.write_all(r.value.as_deref().unwrap_or(b""))?;
+        out.write_all(b"\n")?;
     }
     Ok(())
 }

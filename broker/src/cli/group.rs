@@ -46,7 +46,10 @@ pub(crate) async fn run(bootstrap: &str, cmd: GroupCmd) -> anyhow::Result<()> {
             }
             outln!(
                 "group {}  state {}  protocol {} {}",
-                info.group, info.state, info.protocol_type, info.protocol
+                info.group,
+                info.state,
+                info.protocol_type,
+                info.protocol
             );
             let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
             outln!("members:");
