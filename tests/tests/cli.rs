@@ -254,6 +254,44 @@ fn bench_json_is_sane() -> Result<()> {
     if j["messages"] != 2000 || j["latency_ms"]["p50"].as_f64().unwrap_or(-1.0) <= 0.0 {
         bail!("bench e2e: {j}");
     }
+    // A workload file supplies the settings; a flag overrides one of them.
+    let dir = tempfile::tempdir()?;
+    let wl = dir.path().join("w.toml");
+    std::fs::write(&wl, "topic = \"wl\"\nmessages = 3000\nsize = 300\nrate = 3000\npartitions = 2\nacks = \"all\"\n")?;
+    let out = run_ok(
+        eddy(
+            &broker,
+            &[
+                "bench",
+                "produce",
+                "--workload",
+                wl.to_str().unwrap_or_default(),
+                "--messages",
+                "1500",
+                "--json",
+            ],
+        ),
+        Duration::from_secs(120),
+        "bench produce --workload",
+    )?;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    if j["messages"] != 1500 || j["bytes"] != 450_000 {
+        bail!("workload run: {j}");
+    }
+    std::fs::write(&wl, "bogus = 1\n")?;
+    let mut c = eddy(
+        &broker,
+        &[
+            "bench",
+            "produce",
+            "--workload",
+            wl.to_str().unwrap_or_default(),
+        ],
+    );
+    let out = run(&mut c, Duration::from_secs(30))?;
+    if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("bogus") {
+        bail!("a bad workload file must fail naming the key");
+    }
     Ok(())
 }
 
