@@ -73,6 +73,9 @@ pub(crate) const BROKER_DEFS: &[Def] = &[
     Def { name: "group.max.session.timeout.ms", kind: Kind::Long { min: 1, allow_unlimited: false }, default: "1800000", doc: "Largest session.timeout.ms a group member may ask for.", topic_name: None },
     Def { name: "offsets.retention.minutes", kind: Kind::Long { min: 1, allow_unlimited: false }, default: "10080", doc: "Committed offsets of a group that has been empty this long are deleted.", topic_name: None },
     Def { name: "offset.metadata.max.bytes", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "4096", doc: "Largest metadata string allowed with a committed offset.", topic_name: None },
+    Def { name: "max.connections", kind: Kind::Long { min: 1, allow_unlimited: false }, default: "10000", doc: "Connections beyond this are accepted and closed at once, with a log line.", topic_name: None },
+    Def { name: "queued.max.request.bytes", kind: Kind::Long { min: 1048576, allow_unlimited: false }, default: "268435456", doc: "Broker-wide cap on bytes of requests read but not yet answered; when reached, connections stop reading (backpressure).", topic_name: None },
+    Def { name: "connection.max.inflight.bytes", kind: Kind::Long { min: 1048576, allow_unlimited: false }, default: "67108864", doc: "Per-connection cap on bytes of requests read but not yet answered.", topic_name: None },
     Def { name: "shutdown.grace.ms", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "5000", doc: "On SIGTERM, how long in-flight requests may take before connections are dropped.", topic_name: None },
 ];
 

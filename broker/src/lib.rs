@@ -4,6 +4,7 @@
 //! partition log), the listener and its connection tasks, and background tasks for retention
 //! and interval flushing. See `docs/design.md` for the whole picture.
 
+pub mod check;
 pub mod config;
 mod error;
 mod groups;
@@ -109,6 +110,12 @@ pub async fn serve(
         port,
         cluster_id,
         max_frame: config.long("socket.request.max.bytes") as usize,
+        request_memory: Arc::new(tokio::sync::Semaphore::new(
+            config.long("queued.max.request.bytes") as usize,
+        )),
+        request_memory_total: config.long("queued.max.request.bytes") as usize,
+        connection_inflight: config.long("connection.max.inflight.bytes") as usize,
+        max_connections: config.long("max.connections") as usize,
         shutdown: sd_rx.clone(),
     });
     tracing::info!(

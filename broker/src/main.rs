@@ -35,6 +35,12 @@ enum Command {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(cli::topic::TopicCmd),
+    /// Verify every segment and index of a stopped broker's data directory (read-only);
+    /// exits 1 on damage.
+    Check {
+        #[arg(long, value_name = "DIR", default_value = "./eddy-data")]
+        data_dir: String,
+    },
     /// List, describe and reset consumer groups.
     #[command(subcommand)]
     Group(cli::group::GroupCmd),
@@ -121,6 +127,7 @@ fn client<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() 
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -157,6 +164,22 @@ fn main() -> ExitCode {
     let bootstrap = cli.bootstrap.clone();
     match cli.command {
         Command::Topic(cmd) => client(|| cli::topic::run(&bootstrap, cmd)),
+        Command::Check { data_dir } => {
+            match eddy_broker::check::check_data_dir(std::path::Path::new(&data_dir)) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.is_clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("eddy: cannot check {data_dir}: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Group(cmd) => client(|| cli::group::run(&bootstrap, cmd)),
         Command::Produce(a) => client(|| cli::data::produce(&bootstrap, a)),
         Command::Consume(a) => client(|| cli::data::consume(&bootstrap, a)),
@@ -175,6 +198,7 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -17,7 +17,7 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::BrokerConfig;
@@ -45,6 +45,12 @@ pub(crate) struct Broker {
     pub(crate) port: i32,
     pub(crate) cluster_id: String,
     pub(crate) max_frame: usize,
+    /// Bytes of requests read but not yet answered, broker-wide (`queued.max.request.bytes`).
+    pub(crate) request_memory: Arc<Semaphore>,
+    pub(crate) request_memory_total: usize,
+    /// Per-connection cap on the same (`connection.max.inflight.bytes`).
+    pub(crate) connection_inflight: usize,
+    pub(crate) max_connections: usize,
     /// Fires when the broker starts shutting down; long-polls return early.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -61,6 +67,12 @@ pub(crate) async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if conns.len() >= broker.max_connections {
+                        tracing::warn!(%peer, limit = broker.max_connections,
+                            "refusing a connection: max.connections reached");
+                        drop(stream);
+                        continue;
+                    }
                     let b = broker.clone();
                     let sd = shutdown.clone();
                     conns.spawn(async move { connection(stream, peer, b, sd).await });
@@ -97,6 +109,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let inflight = Arc::new(Semaphore::new(broker.connection_inflight));
     let writer = tokio::spawn(write_responses(wr, rx, peer));
     tracing::debug!(%peer, "connection opened");
     loop {
@@ -119,6 +132,12 @@ async fn connection(
                 break;
             }
         };
+        // Reserve the frame's bytes before reading it: when the broker (or this connection)
+        // holds too many unanswered request bytes, stop reading until responses go out.
+        let permits = match reserve(&broker, &inflight, n).await {
+            Some(p) => p,
+            None => break,
+        };
         let frame = match read_frame(&mut rd, n).await {
             Ok(f) => f,
             Err(e) => {
@@ -127,7 +146,14 @@ async fn connection(
             }
         };
         let pending: Pending = match codec::decode_request(frame.freeze()) {
-            Ok(req) => handlers::dispatch(broker.clone(), req, peer).await,
+            Ok(req) => {
+                let p = handlers::dispatch(broker.clone(), req, peer).await;
+                Box::pin(async move {
+                    let out = p.await;
+                    drop(permits);
+                    out
+                })
+            }
             Err(DecodeError::UnsupportedVersion {
                 api: ApiKey::ApiVersions,
                 version,
@@ -155,6 +181,25 @@ async fn connection(
     drop(tx);
     let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Takes `n` bytes (capped at each limit, so one large frame can always proceed alone) from
+/// the broker-wide and the per-connection request budgets.
+async fn reserve(
+    broker: &Broker,
+    inflight: &Arc<Semaphore>,
+    n: usize,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let global = n.min(broker.request_memory_total).max(1) as u32;
+    let local = n.min(broker.connection_inflight).max(1) as u32;
+    let l = inflight.clone().acquire_many_owned(local).await.ok()?;
+    let g = broker
+        .request_memory
+        .clone()
+        .acquire_many_owned(global)
+        .await
+        .ok()?;
+    Some((g, l))
 }
 
 /// Reads exactly `n` bytes, growing the buffer as data arrives so an announced length

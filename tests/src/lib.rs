@@ -7,7 +7,7 @@
 //! unless `EDDY_SKIP_CLIENTS=1`, in which case the test returns early and says so.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -96,9 +96,12 @@ pub fn client_script(rel: &str) -> PathBuf {
     repo_root().join("tests/clients").join(rel)
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// The port from the broker's "eddy listening on 127.0.0.1:PORT" log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let at = log.find("eddy listening on 127.0.0.1:")?;
+    let rest = &log[at + "eddy listening on 127.0.0.1:".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// A running broker. Killed on drop.
@@ -127,7 +130,9 @@ impl Broker {
         let log_path = tmp.path().join("broker.log");
         let mut b = Broker {
             child: None,
-            port: free_port()?,
+            // 0 until the first start: the broker binds a free port itself and logs it, so
+            // tests running in parallel can never race for the same port.
+            port: 0,
             data,
             _tmp: Some(tmp),
             log_path,
@@ -165,8 +170,24 @@ impl Broker {
             .with_context(|| format!("cannot start {}", bin.display()))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
+        let marker = format!("===== start #{} =====", self.starts);
         loop {
-            if TcpStream::connect(self.addr()).is_ok() {
+            if self.port == 0 {
+                let log = self.log();
+                let this_start = log.rsplit(&marker).next().unwrap_or("");
+                if let Some(port) = listening_port(this_start) {
+                    self.port = port;
+                }
+            }
+            if self.port != 0 && TcpStream::connect(self.addr()).is_ok() {
+                if let Some(c) = self.child.as_mut() {
+                    if let Some(status) = c.try_wait()? {
+                        bail!(
+                            "eddy exited during start-up ({status}); log:\n{}",
+                            self.log()
+                        );
+                    }
+                }
                 return Ok(());
             }
             if let Some(c) = self.child.as_mut() {

@@ -156,3 +156,37 @@ fn hostile_connections_are_closed_while_others_are_served() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn connections_beyond_max_connections_are_closed() -> Result<()> {
+    let broker = Broker::start_with(&["--set", "max.connections=5"])?;
+    // The harness's readiness probe is itself a connection; let the broker see it close.
+    std::thread::sleep(Duration::from_millis(300));
+    let idle: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(broker.addr()))
+        .collect::<Result<_, _>>()?;
+    // Let the broker register them.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(broker.addr())?;
+    extra.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let _ = extra.write_all(&frame(&header(18, 0, 1)));
+    let mut buf = [0u8; 16];
+    match extra.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => bail!("the sixth connection should be closed, got {other:?}; log:\n{}", broker.log()),
+    }
+    if !broker.log().contains("max.connections reached") {
+        bail!("no log line for the refused connection:\n{}", broker.log());
+    }
+    // Once one closes, a new connection is served again.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = TcpStream::connect(broker.addr())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(&frame(&header(18, 0, 9)))?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)
+        .context("ApiVersions after connections were freed")?;
+    Ok(())
+}

@@ -147,6 +147,22 @@ fn corruption_case(flip: bool) -> Result<()> {
             .open(&seg)?
             .set_len(len - 7)?;
     }
+    // The offline checker reports the damage (and changes nothing).
+    let check = Command::new(eddy_e2e::eddy_bin())
+        .arg("check")
+        .arg("--data-dir")
+        .arg(broker.data_dir())
+        .output()?;
+    let text = String::from_utf8_lossy(&check.stdout);
+    if check.status.code() != Some(1)
+        || !text.contains("DAMAGE")
+        || !text.contains(&seg.display().to_string())
+    {
+        bail!(
+            "eddy check should report the damaged segment and exit 1: {:?}\n{text}",
+            check.status.code()
+        );
+    }
     broker.restart()?;
     let after = dump(&broker, topic)?;
     let before_lines: Vec<&str> = before.lines().collect();

@@ -3,8 +3,9 @@
 acknowledged record to ACKED_FILE (flushed per line) so a test can check them after a
 broker crash.
 
-    crash_producer.py BOOTSTRAP TOPIC ACKED_FILE
+    crash_producer.py BOOTSTRAP TOPIC ACKED_FILE [PREFIX] [MAX_RATE]
 """
+import time
 import sys
 
 from confluent_kafka import Producer
@@ -12,6 +13,8 @@ from confluent_kafka import Producer
 
 def main():
     bootstrap, topic, path = sys.argv[1], sys.argv[2], sys.argv[3]
+    prefix = sys.argv[4] if len(sys.argv) > 4 else "m"
+    rate = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     out = open(path, "a", buffering=1)
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1,
                   "message.timeout.ms": 5000, "retries": 0})
@@ -21,9 +24,13 @@ def main():
             out.write(f"{msg.value().decode()} {msg.offset()}\n")
 
     i = 0
+    start = time.monotonic()
     while True:
+        if rate and i > rate * (time.monotonic() - start):
+            p.poll(0.001)
+            continue
         try:
-            p.produce(topic, value=f"m{i}".encode(), on_delivery=dr)
+            p.produce(topic, value=f"{prefix}{i}".encode(), on_delivery=dr)
             i += 1
         except BufferError:
             pass
