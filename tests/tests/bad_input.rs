@@ -174,7 +174,10 @@ fn connections_beyond_max_connections_are_closed() -> Result<()> {
     match extra.read(&mut buf) {
         Ok(0) => {}
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => bail!("the sixth connection should be closed, got {other:?}; log:\n{}", broker.log()),
+        other => bail!(
+            "the sixth connection should be closed, got {other:?}; log:\n{}",
+            broker.log()
+        ),
     }
     if !broker.log().contains("max.connections reached") {
         bail!("no log line for the refused connection:\n{}", broker.log());
