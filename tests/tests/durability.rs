@@ -230,3 +230,11 @@ fn bad_config_is_one_line_and_exit_code_2() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn retention_deletes_old_segments_in_the_running_broker() -> Result<()> {
+    require_clients!();
+    let broker = Broker::start_with(&["--set", "log.retention.check.interval.ms=200"])?;
+    python_script(&broker, "retention.py", &[], Duration::from_secs(120))?;
+    Ok(())
+}
