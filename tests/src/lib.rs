@@ -61,6 +61,7 @@ pub fn js_dir() -> Result<PathBuf> {
     let p = std::env::var("EDDY_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("tests/clients/js"));
+    require_tool("node", &["--version"], "scripts/test.sh installs Node.js")?;
     if !p.join("node_modules/kafkajs").exists() {
         bail!(
             "kafkajs not installed in {} (run scripts/test.sh, or set EDDY_JS_DIR)",
@@ -76,6 +77,7 @@ pub fn java_cp() -> Result<String> {
         let d = home_cache().join("eddy-java");
         format!("{}/classes:{}/lib/*", d.display(), d.display())
     });
+    require_tool("java", &["-version"], "scripts/test.sh installs a JDK")?;
     let classes = cp.split(':').next().unwrap_or("");
     if !Path::new(classes).join("JavaClientTest.class").exists() {
         bail!("Java test client not built in {classes} (run scripts/test.sh, or set EDDY_JAVA_CP)");
@@ -229,6 +231,24 @@ impl Broker {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The last `n` lines of the broker's log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Runs a client against this broker like [`run_ok`]; a failure also shows the end of
+    /// the broker's log, so a broker-side error is visible next to the client's.
+    pub fn run_client(&self, cmd: Command, timeout: Duration, what: &str) -> Result<Output> {
+        run_ok(cmd, timeout, what).map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}\n--- broker log (last 80 lines) ---\n{}",
+                self.log_tail(80)
+            )
+        })
+    }
+
     /// SIGTERM, then waits (up to 20 s) and checks the exit code is 0.
     pub fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
@@ -364,7 +384,22 @@ pub fn python_script(
         .arg(broker.bootstrap())
         .args(args)
         .env("EDDY_BOOTSTRAP", broker.bootstrap());
-    run_ok(cmd, timeout, script)
+    broker.run_client(cmd, timeout, script)
+}
+
+/// Fails with an install hint unless `tool --version`-style `probe` runs.
+pub fn require_tool(tool: &str, probe: &[&str], hint: &str) -> Result<()> {
+    match Command::new(tool)
+        .args(probe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(st) if st.success() => Ok(()),
+        Ok(st) => bail!("`{tool} {}` failed ({st}); {hint}", probe.join(" ")),
+        Err(e) => bail!("{tool} is not installed ({e}); {hint}"),
+    }
 }
 
 /// Returns early from a client test when clients are explicitly skipped.

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use eddy_e2e::{java_cp, require_clients, run_ok, Broker};
+use eddy_e2e::{java_cp, require_clients, Broker};
 
 fn java(broker: &Broker, mode: &str) -> Result<()> {
     let mut cmd = Command::new("java");
@@ -14,12 +14,13 @@ fn java(broker: &Broker, mode: &str) -> Result<()> {
         .arg("JavaClientTest")
         .arg(broker.bootstrap())
         .arg(mode);
-    run_ok(
-        cmd,
-        Duration::from_secs(180),
-        &format!("java client ({mode})"),
-    )
-    .map(|_| ())
+    broker
+        .run_client(
+            cmd,
+            Duration::from_secs(180),
+            &format!("java client ({mode})"),
+        )
+        .map(|_| ())
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use eddy_e2e::{js_dir, require_clients, run_ok, Broker};
+use eddy_e2e::{js_dir, require_clients, Broker};
 
 #[test]
 fn kafkajs_admin_produce_and_group_consume() -> Result<()> {
@@ -15,6 +15,6 @@ fn kafkajs_admin_produce_and_group_consume() -> Result<()> {
     cmd.current_dir(&dir)
         .arg(dir.join("kafkajs_test.js"))
         .arg(broker.bootstrap());
-    run_ok(cmd, Duration::from_secs(120), "kafkajs test")?;
+    broker.run_client(cmd, Duration::from_secs(120), "kafkajs test")?;
     Ok(())
 }

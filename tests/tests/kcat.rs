@@ -6,14 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{require_clients, run_ok, Broker};
+use eddy_e2e::{require_clients, require_tool, Broker};
 
 fn kcat() -> Result<()> {
-    let out = Command::new("kcat").arg("-V").output();
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => bail!("kcat is not installed (run scripts/test.sh, which installs Debian's kcat)"),
-    }
+    require_tool("kcat", &["-V"], "scripts/test.sh installs Debian's kcat")
 }
 
 #[test]
@@ -60,7 +56,11 @@ fn kcat_round_trip_every_codec() -> Result<()> {
         let mut c = Command::new("kcat");
         c.args(["-b", &broker.bootstrap(), "-t", &topic, "-C", "-e", "-q"])
             .args(["-f", "%k:%s|%h|%o\n"]);
-        let out = run_ok(c, Duration::from_secs(60), "kcat consume")?;
+        let out = broker.run_client(
+            c,
+            Duration::from_secs(60),
+            &format!("kcat consume ({codec})"),
+        )?;
         let got = String::from_utf8(out.stdout)?;
         let lines: Vec<&str> = got.lines().collect();
         if lines.len() != n {

@@ -1,6 +1,6 @@
 // The official Java client (kafka-clients 3.9.1) against Eddy.
 //
-//   java -cp CLASSPATH JavaClientTest BOOTSTRAP MODE
+//   java -cp CLASSPATH JavaClientTest BOOTSTRAP MODE   (BOOTSTRAP defaults to $EDDY_BOOTSTRAP)
 //
 // MODE "basic":   AdminClient createTopics/listTopics/describeTopics; an idempotent (default)
 //                 producer with acks=all and lz4; a consumer with assign + seekToBeginning reads
@@ -130,7 +130,8 @@ public class JavaClientTest {
     }
 
     public static void main(String[] args) throws Exception {
-        String bootstrap = args[0];
+        String bootstrap = args.length > 0 ? args[0] : System.getenv("EDDY_BOOTSTRAP");
+        if (bootstrap == null || bootstrap.isEmpty()) fail("usage: JavaClientTest BOOTSTRAP [basic|plain|group] (or set EDDY_BOOTSTRAP)");
         String mode = args.length > 1 ? args[1] : "basic";
         switch (mode) {
             case "basic": basic(bootstrap, true); break;
