@@ -119,25 +119,31 @@ async fn stop_signal() {
     }
 }
 
-/// Runs a client command on a fresh runtime; errors are one line and exit code 1.
-fn client<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() -> F) -> ExitCode {
+/// Logging to stderr (`EDDY_LOG` overrides `default_level`; colour only on a terminal) and
+/// the multi-threaded runtime every command runs on.
+fn runtime(default_level: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("eddy: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+            ExitCode::from(1)
+        })
+}
+
+/// Runs a client command on a fresh runtime; errors are one line and exit code 1.
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() -> F) -> ExitCode {
+    let rt = match runtime("warn") {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match rt.block_on(f()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,23 +198,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime("info") {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("eddy: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(eddy_broker::serve(config, stop_signal())) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -289,60 +289,29 @@ impl GroupConsumer {
     }
 
     /// Commits the given next-offsets (e.g. one past the last record actually processed).
+    /// A refusal because the group is rebalancing makes the next poll rejoin.
     pub async fn commit_offsets(
         &mut self,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), ClientError> {
-        use kafka_protocol::messages::offset_commit_request::{
-            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-        };
-        use kafka_protocol::messages::OffsetCommitRequest;
         if offsets.is_empty() || self.generation < 0 {
             return Ok(());
         }
-        let conn = self.cluster.coordinator(&self.group).await?;
-        let mut req = OffsetCommitRequest::default();
-        req.group_id = GroupId(sb(&self.group));
-        req.generation_id_or_member_epoch = self.generation;
-        req.member_id = sb(&self.member_id);
-        let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-        for ((t, p), off) in offsets {
-            let mut rp = OffsetCommitRequestPartition::default();
-            rp.partition_index = *p;
-            rp.committed_offset = *off;
-            rp.committed_leader_epoch = -1;
-            rp.committed_metadata = Some(sb(""));
-            match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                Some(x) => x.partitions.push(rp),
-                None => {
-                    let mut x = OffsetCommitRequestTopic::default();
-                    x.name = TopicName(sb(t));
-                    x.partitions.push(rp);
-                    topics.push(x);
-                }
+        let r = self
+            .cluster
+            .commit_offsets_as(&self.group, self.generation, &self.member_id, offsets)
+            .await;
+        if let Err(e) = &r {
+            let rejoin = [
+                ResponseError::RebalanceInProgress.code(),
+                ResponseError::IllegalGeneration.code(),
+                ResponseError::UnknownMemberId.code(),
+            ];
+            if e.code().is_some_and(|c| rejoin.contains(&c)) {
+                self.rejoin.store(true, Ordering::Relaxed);
             }
         }
-        req.topics = topics;
-        let resp = conn.send(&req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                if p.error_code == ResponseError::RebalanceInProgress.code()
-                    || p.error_code == ResponseError::IllegalGeneration.code()
-                    || p.error_code == ResponseError::UnknownMemberId.code()
-                {
-                    self.rejoin.store(true, Ordering::Relaxed);
-                    return Err(ClientError::kafka(
-                        "commit (the group is rebalancing; records will be redelivered)",
-                        p.error_code,
-                        None,
-                    ));
-                }
-                if p.error_code != 0 {
-                    return Err(ClientError::kafka("commit", p.error_code, None));
-                }
-            }
-        }
-        Ok(())
+        r
     }
 
     /// Leaves the group so the others rebalance at once.

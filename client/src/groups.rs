@@ -230,11 +230,38 @@ impl Cluster {
         group: &str,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), ClientError> {
+        self.commit_offsets_as(group, -1, "", offsets)
+            .await
+            .map_err(|e| match e {
+                ClientError::Kafka {
+                    context,
+                    code,
+                    name,
+                    message,
+                } => ClientError::Kafka {
+                    context: format!("{context} (is the group empty?)"),
+                    code,
+                    name,
+                    message,
+                },
+                other => other,
+            })
+    }
+
+    /// OffsetCommit for `group` as member `member` of `generation` (-1 and "" for a group
+    /// with no members); fails on the first partition the coordinator refused.
+    pub async fn commit_offsets_as(
+        &self,
+        group: &str,
+        generation: i32,
+        member: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(), ClientError> {
         let conn = self.coordinator(group).await?;
         let mut req = OffsetCommitRequest::default();
         req.group_id = GroupId(sb(group));
-        req.generation_id_or_member_epoch = -1;
-        req.member_id = sb("");
+        req.generation_id_or_member_epoch = generation;
+        req.member_id = sb(member);
         let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
         for ((t, p), off) in offsets {
             let mut rp = OffsetCommitRequestPartition::default();
@@ -259,7 +286,7 @@ impl Cluster {
                 if p.error_code != 0 {
                     return Err(ClientError::kafka(
                         format!(
-                            "commit offset of {}-{} for group '{group}' (is the group empty?)",
+                            "commit offset of {}-{} for group '{group}'",
                             t.name.0.as_str(),
                             p.partition_index
                         ),
