@@ -264,8 +264,9 @@ impl<'a> BatchHeader<'a> {
     }
 }
 
-/// Reads a zig-zag varint (as the record format uses) from `buf[*pos..]`.
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+/// Reads a zig-zag varint (as the record format uses) from `buf[*pos..]`, advancing `pos`;
+/// `None` if the bytes end first or the varint is longer than 64 bits.
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0u32;
     loop {

@@ -1,25 +1,7 @@
 //! Just enough record decoding for timestamp lookups: the (offset, timestamp) of each record
 //! in an uncompressed, CreateTime batch. Everything else stays opaque bytes.
 
-use eddy_protocol::batch::BatchHeader;
-
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
-}
+use eddy_protocol::batch::{read_varint, BatchHeader};
 
 /// `(offset, timestamp)` of every record, or `None` if the batch is compressed, uses
 /// LogAppendTime (all records then carry the batch max timestamp) or is malformed.
