@@ -193,9 +193,11 @@ impl Consumer {
     }
 }
 
-/// Decodes whole batches from `data`, keeps records at or after `pos`, and returns the next
-/// position. A trailing partial batch (cut by the fetch size limit) is ignored.
-fn decode_into(
+/// Decodes whole batches from `data` (any compression; control batches skipped), keeps
+/// records at or after `pos`, and returns the next position. A trailing partial batch (cut by
+/// the fetch size limit) is ignored. Shared by this consumer and the processor's local source,
+/// which reads the same bytes straight from the log.
+pub fn decode_into(
     topic: &str,
     partition: i32,
     mut pos: i64,

@@ -388,43 +388,111 @@ pub fn build_batch_with_keys(
     timestamp_ms: i64,
     records: &[(Option<&[u8]>, &[u8])],
 ) -> Vec<u8> {
-    let mut recs = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        let mut body = vec![0u8]; // attributes
-        write_varint(&mut body, 0); // timestamp delta
-        write_varint(&mut body, i as i64); // offset delta
-        match key {
-            Some(k) => {
-                write_varint(&mut body, k.len() as i64);
-                body.extend_from_slice(k);
-            }
-            None => write_varint(&mut body, -1),
-        }
-        write_varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
-        write_varint(&mut body, 0); // headers
-        write_varint(&mut recs, body.len() as i64);
-        recs.extend_from_slice(&body);
+    let mut b = BatchBuilder::default();
+    for (key, value) in records {
+        b.push(timestamp_ms, *key, Some(value), &[]);
     }
-    let n = records.len() as i32;
-    let mut b = Vec::with_capacity(BATCH_HEADER_LEN + recs.len());
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    b.extend_from_slice(&((BATCH_HEADER_LEN - LOG_OVERHEAD + recs.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
-    b.push(2); // magic
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
-    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    b.extend_from_slice(&(n - 1).max(0).to_be_bytes()); // last offset delta
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    b.extend_from_slice(&n.to_be_bytes());
-    b.extend_from_slice(&recs);
-    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
-    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    b
+    let mut out = b.finish();
+    patch::set_base_offset(&mut out, base_offset);
+    out
+}
+
+/// Builds one uncompressed v2 record batch record by record, with per-record timestamps,
+/// null keys or values (tombstones) and headers. Base offset 0 (the log assigns the real one),
+/// no producer id unless [`set_producer`] is applied afterwards.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    records: Vec<u8>,
+    count: i32,
+    first_ts: Option<i64>,
+    max_ts: i64,
+}
+
+/// A record header: key and optional value.
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl BatchBuilder {
+    /// Appends one record. Timestamps are stored as deltas from the first record's.
+    pub fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
+        let first = *self.first_ts.get_or_insert(timestamp_ms);
+        self.max_ts = if self.count == 0 {
+            timestamp_ms
+        } else {
+            self.max_ts.max(timestamp_ms)
+        };
+        let mut body =
+            Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
+        body.push(0); // attributes
+        write_varint(&mut body, timestamp_ms - first);
+        write_varint(&mut body, i64::from(self.count));
+        write_bytes(&mut body, key);
+        write_bytes(&mut body, value);
+        write_varint(&mut body, headers.len() as i64);
+        for (k, v) in headers {
+            write_bytes(&mut body, Some(k));
+            write_bytes(&mut body, *v);
+        }
+        write_varint(&mut self.records, body.len() as i64);
+        self.records.extend_from_slice(&body);
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the finished batch will take.
+    pub fn size(&self) -> usize {
+        BATCH_HEADER_LEN + self.records.len()
+    }
+
+    /// The finished batch with a valid CRC.
+    pub fn finish(self) -> Vec<u8> {
+        let first_ts = self.first_ts.unwrap_or(0);
+        let n = self.count;
+        let mut b = Vec::with_capacity(BATCH_HEADER_LEN + self.records.len());
+        b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+        b.extend_from_slice(
+            &((BATCH_HEADER_LEN - LOG_OVERHEAD + self.records.len()) as i32).to_be_bytes(),
+        );
+        b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        b.push(2); // magic
+        b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
+        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        b.extend_from_slice(&(n - 1).max(0).to_be_bytes()); // last offset delta
+        b.extend_from_slice(&first_ts.to_be_bytes());
+        b.extend_from_slice(&self.max_ts.max(first_ts).to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(&self.records);
+        let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+}
+
+fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            write_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => write_varint(out, -1),
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +508,27 @@ mod tests {
         assert_eq!(h.last_offset_delta(), 2);
         assert_eq!(h.max_timestamp(), 1234);
         assert_eq!(h.size(), b.len());
+    }
+
+    #[test]
+    fn builder_writes_timestamps_tombstones_and_headers_that_decoders_read() {
+        let mut b = BatchBuilder::default();
+        b.push(1_000, Some(b"k1"), Some(b"v1"), &[(b"h", Some(b"x"))]);
+        b.push(1_500, Some(b"k2"), None, &[]);
+        b.push(900, None, Some(b"v3"), &[]);
+        let bytes = b.finish();
+        let h = BatchHeader::parse(&bytes).expect("parse");
+        h.validate_produced().expect("valid");
+        assert_eq!((h.base_timestamp(), h.max_timestamp()), (1_000, 1_500));
+        let mut buf = bytes::Bytes::from(bytes);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).expect("decode");
+        let r = &set.records;
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].timestamp, 1_000);
+        assert_eq!(r[0].headers.len(), 1);
+        assert_eq!(r[1].value, None);
+        assert_eq!((r[2].timestamp, r[2].offset), (900, 2));
+        assert_eq!(r[2].key, None);
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! What flows between operators.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::value::Value;
+
+/// One record inside a pipeline: the raw key (written back as is by sinks unless an operator
+/// re-keys it), the decoded value, the event time and the headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Kafka record key as produced, or as set by a key-by.
+    pub key: Option<Bytes>,
+    /// Decoded value; `Null` for a tombstone.
+    pub value: Value,
+    /// Event time in ms since the epoch (from a value field or the record timestamp).
+    pub timestamp: i64,
+    /// Kafka record headers, passed through.
+    pub headers: Vec<(Arc<str>, Option<Bytes>)>,
+}
+
+impl Event {
+    /// An event with no key and no headers.
+    pub fn new(value: Value, timestamp: i64) -> Event {
+        Event {
+            key: None,
+            value,
+            timestamp,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Where an operator's output goes: the next operator, or a named side output (late records,
+/// dead letters) that the pipeline routes to its own sink topic.
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub(crate) main: Vec<Event>,
+    pub(crate) side: Vec<(Arc<str>, Event)>,
+}
+
+impl Collector {
+    /// Emits downstream.
+    pub fn emit(&mut self, e: Event) {
+        self.main.push(e);
+    }
+
+    /// Emits to the side output `name`.
+    pub fn emit_side(&mut self, name: &Arc<str>, e: Event) {
+        self.side.push((Arc::clone(name), e));
+    }
+
+    /// Side-output events emitted so far.
+    pub fn side_len(&self) -> usize {
+        self.side.len()
+    }
+
+    /// Events emitted downstream so far (for tests of single operators).
+    pub fn take(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.main)
+    }
+}
+
+/// Encodes a grouping value as a Kafka key: strings as their UTF-8 bytes (what a Java
+/// `StringSerializer` would produce), everything else as compact JSON.
+pub fn key_bytes(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::Null => None,
+        Value::Str(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
+        other => Some(Bytes::from(other.to_json())),
+    }
+}

@@ -1,0 +1,698 @@
+//! Running a pipeline: one tokio task drives the operators; source tasks feed it; output is
+//! staged and committed with each checkpoint (see the crate docs for the exactly-once design).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_client::consumer::decode_into;
+use eddy_client::partitioner::partition_for_key;
+use eddy_client::{Cluster, ConsumedRecord, OutRecord, Producer, ProducerConfig, StartAt};
+use eddy_protocol::batch::{set_producer, BatchBuilder};
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::{self, tp_key, Checkpoint, Meta, StagedMeta};
+use crate::error::ProcessorError;
+use crate::event::{Collector, Event};
+use crate::host::LocalHost;
+use crate::operator::Operator;
+use crate::plan::{parse_event_time, EventTime, Pipeline, StartFrom};
+use crate::source::{self, Slot, SourceMsg};
+use crate::value::Value;
+use crate::watermark::WatermarkTracker;
+
+/// Where a pipeline reads and writes.
+#[derive(Clone)]
+pub enum Backend {
+    /// Inside the broker (or a [`crate::StorageHost`]): straight through storage.
+    Local(Arc<dyn LocalHost>),
+    /// Any Kafka-compatible cluster over the protocol.
+    Remote(Arc<Cluster>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Local(_) => "Local",
+            Backend::Remote(_) => "Remote",
+        })
+    }
+}
+
+/// Lifecycle of a running pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "error")]
+pub enum RunState {
+    #[default]
+    Starting,
+    Running,
+    /// A bounded pipeline processed all its input.
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+/// What a pipeline reports about itself.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StatusSnapshot {
+    pub state: RunState,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub late_records: u64,
+    /// Input records skipped because they could not be decoded or had no event time.
+    pub bad_records: u64,
+    pub watermark: Option<i64>,
+    /// Input lag (log end - position) per "topic/partition".
+    pub lag: BTreeMap<String, i64>,
+    pub checkpoints: u64,
+}
+
+/// Shared, updated by the pipeline task, read by status endpoints.
+#[derive(Debug, Default)]
+pub struct PipelineStatus(Mutex<StatusSnapshot>);
+
+impl PipelineStatus {
+    /// A copy of the current status.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn update(&self, f: impl FnOnce(&mut StatusSnapshot)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// A batch is closed at this size and a new one started.
+const BATCH_BYTES: usize = 1 << 20;
+/// Staged output beyond this forces an early checkpoint (bounds memory and checkpoint size).
+const STAGED_LIMIT: usize = 32 << 20;
+
+#[derive(Debug, Default)]
+struct Staging {
+    builders: BTreeMap<(String, i32), Vec<BatchBuilder>>,
+    bytes: usize,
+    records: u64,
+    round_robin: u32,
+}
+
+impl Staging {
+    fn add(&mut self, topic: &str, partitions: i32, e: &Event) {
+        let partition = match &e.key {
+            Some(k) => partition_for_key(k, partitions),
+            None => {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                (self.round_robin % partitions.max(1) as u32) as i32
+            }
+        };
+        let value = (!e.value.is_null()).then(|| e.value.to_json());
+        let headers: Vec<(&[u8], Option<&[u8]>)> = e
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+            .collect();
+        let list = self
+            .builders
+            .entry((topic.to_string(), partition))
+            .or_default();
+        if list.last().is_none_or(|b| b.size() >= BATCH_BYTES) {
+            list.push(BatchBuilder::default());
+        }
+        if let Some(b) = list.last_mut() {
+            let before = b.size();
+            b.push(e.timestamp, e.key.as_deref(), value.as_deref(), &headers);
+            self.bytes += b.size() - before;
+        }
+        self.records += 1;
+    }
+}
+
+/// The running state of one pipeline.
+struct Runner {
+    p: Pipeline,
+    backend: Backend,
+    dir: PathBuf,
+    status: Arc<PipelineStatus>,
+    slots: Vec<Slot>,
+    positions: Vec<i64>,
+    ends: Vec<i64>,
+    out_partitions: BTreeMap<String, i32>,
+    tracker: WatermarkTracker,
+    staging: Staging,
+    meta: Meta,
+    producer: Option<Producer>,
+    /// Exclusive lock on `dir`: one run of a pipeline at a time.
+    lock: Arc<std::fs::File>,
+}
+
+/// Runs `pipeline` until `stop` turns true (then commits and returns), until a bounded
+/// pipeline has processed its input, or until it fails. Progress is kept in `state_dir`.
+pub async fn run(
+    pipeline: Pipeline,
+    backend: Backend,
+    state_dir: PathBuf,
+    status: Arc<PipelineStatus>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ProcessorError> {
+    let result = run_inner(pipeline, backend, state_dir, Arc::clone(&status), stop).await;
+    status.update(|s| {
+        s.state = match &result {
+            Ok(state) => state.clone(),
+            Err(e) => RunState::Failed(e.to_string()),
+        }
+    });
+    result.map(|_| ())
+}
+
+async fn partitions_of(backend: &Backend, topic: &str) -> Result<i32, ProcessorError> {
+    match backend {
+        Backend::Local(h) => h
+            .partitions(topic)
+            .ok_or_else(|| ProcessorError::UnknownTopic(topic.into())),
+        Backend::Remote(c) => match c.topic(topic).await {
+            Ok(t) if !t.leaders.is_empty() => Ok(t.leaders.len() as i32),
+            Ok(_) => Err(ProcessorError::UnknownTopic(topic.into())),
+            Err(e) if e.code() == Some(3) => Err(ProcessorError::UnknownTopic(topic.into())),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+async fn run_inner(
+    mut p: Pipeline,
+    backend: Backend,
+    dir: PathBuf,
+    status: Arc<PipelineStatus>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<RunState, ProcessorError> {
+    let mut slots = Vec::new();
+    for (i, input) in p.inputs.iter().enumerate() {
+        for partition in 0..partitions_of(&backend, &input.topic).await? {
+            slots.push(Slot {
+                input: i,
+                topic: input.topic.clone(),
+                partition,
+                read_bytes: p.read_bytes,
+            });
+        }
+    }
+    let mut out_partitions = BTreeMap::new();
+    for t in std::iter::once(&p.output).chain(p.side_outputs.values()) {
+        out_partitions.insert(t.clone(), partitions_of(&backend, t).await?);
+    }
+    let lock = lock_dir(&dir).await?;
+    let loaded = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || checkpoint::read(&d))
+            .await
+            .map_err(|e| join_err(&dir, e))??
+    };
+    let now = Instant::now();
+    let mut tracker = WatermarkTracker::new(slots.len(), p.watermark_delay, p.idle_timeout, now);
+    let (meta, staged) = match loaded {
+        Some(ck) => {
+            for (i, op) in p.ops.iter_mut().enumerate() {
+                if let Some(state) = ck.meta.operators.get(&i) {
+                    op.restore(state)?;
+                }
+            }
+            tracker.restore(ck.meta.watermark, &ck.meta.partition_max);
+            tracing::info!(pipeline = %p.name, checkpoint = ck.meta.id, "resuming from checkpoint");
+            (ck.meta.clone(), Some(ck))
+        }
+        None => {
+            let producer_id = match &backend {
+                Backend::Local(h) => {
+                    h.allocate_producer_id()
+                        .await
+                        .map_err(|reason| ProcessorError::Sink {
+                            topic: p.output.clone(),
+                            partition: -1,
+                            reason,
+                        })?
+                }
+                Backend::Remote(_) => -1,
+            };
+            let meta = Meta {
+                producer_id,
+                ..Meta::default()
+            };
+            // Fix the producer id before anything is written under it.
+            write_checkpoint(
+                &dir,
+                &lock,
+                Checkpoint {
+                    meta: meta.clone(),
+                    batches: Vec::new(),
+                },
+            )
+            .await?;
+            (meta, None)
+        }
+    };
+    let producer = match &backend {
+        Backend::Remote(c) => Some(Producer::new(Arc::clone(c), ProducerConfig::default())),
+        Backend::Local(_) => None,
+    };
+    let mut r = Runner {
+        positions: vec![0; slots.len()],
+        ends: vec![0; slots.len()],
+        slots,
+        p,
+        backend,
+        dir,
+        status,
+        out_partitions,
+        tracker,
+        staging: Staging::default(),
+        meta,
+        producer,
+        lock,
+    };
+    if let Some(ck) = staged {
+        // The crash window between writing a checkpoint and delivering its output: deliver
+        // again; batches already written are recognised by their sequence numbers.
+        deliver(
+            &r.backend,
+            r.producer.as_ref(),
+            r.meta.producer_id,
+            &ck.meta.staged,
+            ck.batches,
+        )
+        .await?;
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    let live = r.start_sources(tx).await?;
+    r.status.update(|s| {
+        s.state = RunState::Running;
+        s.records_in = r.meta.records_in;
+        s.records_out = r.meta.records_out;
+    });
+    let mut remaining = live;
+    let mut finished = vec![false; r.slots.len()];
+    let mut ticker = tokio::time::interval(r.p.checkpoint_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle = tokio::time::interval(Duration::from_millis(100));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                r.commit().await?;
+                return Ok(RunState::Stopped);
+            }
+            // Before records: under load the channel is never empty, and checkpoints must
+            // still happen on time.
+            _ = ticker.tick() => r.commit().await?,
+            msg = rx.recv() => match msg {
+                Some(SourceMsg::Records { slot, records, next, end }) => {
+                    r.on_records(slot, records, next, end);
+                    if r.staging.bytes >= STAGED_LIMIT {
+                        r.commit().await?;
+                    }
+                }
+                Some(SourceMsg::Done { slot }) => {
+                    if !std::mem::replace(&mut finished[slot], true) {
+                        remaining = remaining.saturating_sub(1);
+                    }
+                    if remaining == 0 {
+                        if let Some(wm) = r.tracker.finish() {
+                            r.on_watermark(wm);
+                        }
+                        r.commit().await?;
+                        return Ok(RunState::Finished);
+                    }
+                }
+                Some(SourceMsg::Failed(e)) => return Err(e),
+                None => return Err(ProcessorError::InvalidPlan("every source stopped".into())),
+            },
+            _ = idle.tick() => {
+                if let Some(wm) = r.tracker.advance(Instant::now()) {
+                    r.on_watermark(wm);
+                }
+            }
+        }
+    }
+}
+
+/// Takes the exclusive lock on the pipeline's state directory, waiting up to 10 s for a
+/// previous run (or its last checkpoint write) to let go.
+async fn lock_dir(dir: &std::path::Path) -> Result<Arc<std::fs::File>, ProcessorError> {
+    let err = |reason: String| ProcessorError::Checkpoint {
+        path: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let file = std::fs::File::create(dir.join("lock")).map_err(|e| err(e.to_string()))?;
+    for _ in 0..200 {
+        match file.try_lock() {
+            Ok(()) => return Ok(Arc::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e.to_string())),
+        }
+    }
+    Err(err(
+        "another run of this pipeline holds its state directory".into(),
+    ))
+}
+
+fn join_err(dir: &std::path::Path, e: tokio::task::JoinError) -> ProcessorError {
+    ProcessorError::Checkpoint {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+async fn write_checkpoint(
+    dir: &std::path::Path,
+    lock: &Arc<std::fs::File>,
+    ck: Checkpoint,
+) -> Result<(), ProcessorError> {
+    let d = dir.to_path_buf();
+    // The write holds the directory lock: if this run is cancelled mid-write, the write still
+    // finishes before another run of the pipeline may start.
+    let lock = Arc::clone(lock);
+    tokio::task::spawn_blocking(move || {
+        let _held = lock;
+        checkpoint::write(&d, &ck)
+    })
+    .await
+    .map_err(|e| join_err(dir, e))?
+}
+
+impl Runner {
+    /// Starts one reader per slot (local) or one consumer (remote); returns how many
+    /// `Done` messages a bounded run waits for.
+    async fn start_sources(
+        &mut self,
+        tx: mpsc::Sender<SourceMsg>,
+    ) -> Result<usize, ProcessorError> {
+        let resume: Vec<Option<i64>> = self
+            .slots
+            .iter()
+            .map(|s| {
+                self.meta
+                    .positions
+                    .get(&tp_key(&s.topic, s.partition))
+                    .copied()
+            })
+            .collect();
+        match &self.backend {
+            Backend::Local(host) => {
+                for (i, s) in self.slots.iter().enumerate() {
+                    let (reader, end_rx) = host
+                        .subscribe(&s.topic, s.partition)
+                        .ok_or_else(|| ProcessorError::UnknownTopic(s.topic.clone()))?;
+                    let pos = resume[i].unwrap_or(match self.p.inputs[s.input].start {
+                        StartFrom::Earliest => reader.log_start_offset(),
+                        StartFrom::Latest => reader.log_end_offset(),
+                    });
+                    self.positions[i] = pos;
+                    let stop_at = self.p.bounded.then(|| reader.log_end_offset());
+                    tokio::spawn(source::local(
+                        i,
+                        s.clone(),
+                        reader,
+                        end_rx,
+                        pos,
+                        stop_at,
+                        tx.clone(),
+                    ));
+                }
+            }
+            Backend::Remote(cluster) => {
+                let starts = self
+                    .slots
+                    .iter()
+                    .zip(&resume)
+                    .map(|(s, r)| match r {
+                        Some(o) => Ok(*o),
+                        None => Err(match self.p.inputs[s.input].start {
+                            StartFrom::Earliest => StartAt::Earliest,
+                            StartFrom::Latest => StartAt::Latest,
+                        }),
+                    })
+                    .collect();
+                tokio::spawn(source::remote(
+                    Arc::clone(cluster),
+                    self.slots.clone(),
+                    starts,
+                    self.p.bounded,
+                    tx,
+                ));
+            }
+        }
+        Ok(if self.p.bounded {
+            self.slots.len()
+        } else {
+            usize::MAX
+        })
+    }
+
+    fn on_records(&mut self, slot: usize, records: Vec<ConsumedRecord>, next: i64, end: i64) {
+        let now = Instant::now();
+        let event_time = &self.p.inputs[self.slots[slot].input].event_time;
+        let mut events = Vec::with_capacity(records.len());
+        let mut bad = 0u64;
+        let n = records.len() as u64;
+        for r in records {
+            let value = match &r.value {
+                None => Value::Null,
+                Some(b) => match Value::from_json(b) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        bad += 1;
+                        tracing::warn!(pipeline = %self.p.name, topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "skipping a record whose value is not JSON");
+                        continue;
+                    }
+                },
+            };
+            let ts = match event_time {
+                EventTime::RecordTimestamp => r.timestamp,
+                EventTime::Field(path) => match value.path(path).and_then(parse_event_time) {
+                    Some(t) => t,
+                    None => {
+                        bad += 1;
+                        tracing::warn!(pipeline = %self.p.name, topic = %r.topic, partition = r.partition, offset = r.offset, field = %path, "skipping a record without a valid event time");
+                        continue;
+                    }
+                },
+            };
+            self.tracker.observe(slot, ts, now);
+            events.push(Event {
+                key: r.key,
+                value,
+                timestamp: ts,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (Arc::from(k.as_str()), v))
+                    .collect(),
+            });
+        }
+        self.positions[slot] = next;
+        self.ends[slot] = end.max(next);
+        self.meta.records_in += n;
+        self.push(0, events);
+        if let Some(wm) = self.tracker.advance(now) {
+            self.on_watermark(wm);
+        }
+        let (slot_key, lag) = (
+            tp_key(&self.slots[slot].topic, self.slots[slot].partition),
+            self.ends[slot] - next,
+        );
+        let (records_in, records_out) = (
+            self.meta.records_in,
+            self.meta.records_out + self.staging.records,
+        );
+        self.status.update(|s| {
+            s.records_in = records_in;
+            s.records_out = records_out;
+            s.bad_records += bad;
+            s.lag.insert(slot_key, lag);
+        });
+    }
+
+    /// Runs `events` through operators `from..` and stages what comes out.
+    fn push(&mut self, from: usize, mut events: Vec<Event>) {
+        for i in from..self.p.ops.len() {
+            if events.is_empty() {
+                return;
+            }
+            let mut out = Collector::default();
+            let op: &mut Box<dyn Operator> = &mut self.p.ops[i];
+            for e in events {
+                op.process(e, &mut out);
+            }
+            self.stage_side(std::mem::take(&mut out.side));
+            events = out.main;
+        }
+        let topic = self.p.output.clone();
+        let parts = self.out_partitions.get(&topic).copied().unwrap_or(1);
+        for e in &events {
+            self.staging.add(&topic, parts, e);
+        }
+    }
+
+    fn stage_side(&mut self, side: Vec<(Arc<str>, Event)>) {
+        for (name, e) in side {
+            if let Some(topic) = self.p.side_outputs.get(&name) {
+                let parts = self.out_partitions.get(topic).copied().unwrap_or(1);
+                self.staging.add(&topic.clone(), parts, &e);
+            }
+        }
+    }
+
+    /// Delivers a watermark to each operator in turn, pushing what it fires downstream
+    /// before the next operator sees the watermark.
+    fn on_watermark(&mut self, wm: i64) {
+        for i in 0..self.p.ops.len() {
+            let mut out = Collector::default();
+            self.p.ops[i].on_watermark(wm, &mut out);
+            self.stage_side(std::mem::take(&mut out.side));
+            self.push(i + 1, out.main);
+        }
+        let late: u64 = self.p.ops.iter().map(|o| o.late_records()).sum();
+        self.status.update(|s| {
+            s.watermark = Some(wm);
+            s.late_records = late;
+        });
+    }
+
+    /// Commits progress: stages output under sequence numbers, writes the checkpoint, then
+    /// delivers the output.
+    async fn commit(&mut self) -> Result<(), ProcessorError> {
+        let staging = std::mem::take(&mut self.staging);
+        let mut staged = Vec::new();
+        let mut batches = Vec::new();
+        for ((topic, partition), builders) in staging.builders {
+            for b in builders {
+                let records = b.len() as i32;
+                let mut bytes = b.finish();
+                let key = tp_key(&topic, partition);
+                let seq = self.meta.next_sequence.get(&key).copied().unwrap_or(0);
+                if self.meta.producer_id >= 0 {
+                    set_producer(&mut bytes, self.meta.producer_id, 0, seq);
+                }
+                self.meta
+                    .next_sequence
+                    .insert(key, seq.wrapping_add(records));
+                staged.push(StagedMeta {
+                    topic: topic.clone(),
+                    partition,
+                    base_sequence: seq,
+                    records,
+                    len: bytes.len() as u32,
+                });
+                batches.push(bytes);
+            }
+        }
+        self.meta.id += 1;
+        self.meta.records_out += staging.records;
+        self.meta.watermark = self.tracker.current();
+        self.meta.partition_max = self.tracker.partition_max();
+        self.meta.positions = self
+            .slots
+            .iter()
+            .zip(&self.positions)
+            .map(|(s, p)| (tp_key(&s.topic, s.partition), *p))
+            .collect();
+        self.meta.operators.clear();
+        for (i, op) in self.p.ops.iter().enumerate() {
+            if let Some(state) = op.snapshot()? {
+                self.meta.operators.insert(i, state);
+            }
+        }
+        self.meta.staged = staged.clone();
+        write_checkpoint(
+            &self.dir,
+            &self.lock,
+            Checkpoint {
+                meta: self.meta.clone(),
+                batches: batches.clone(),
+            },
+        )
+        .await?;
+        deliver(
+            &self.backend,
+            self.producer.as_ref(),
+            self.meta.producer_id,
+            &staged,
+            batches,
+        )
+        .await?;
+        let (id, out) = (self.meta.id, self.meta.records_out);
+        self.status.update(|s| {
+            s.checkpoints = id;
+            s.records_out = out;
+        });
+        Ok(())
+    }
+}
+
+/// Appends staged batches. Local: skips batches whose sequences the host already holds from
+/// `pid` (delivered before a crash). Remote: sends the records through the producer.
+async fn deliver(
+    backend: &Backend,
+    producer: Option<&Producer>,
+    pid: i64,
+    staged: &[StagedMeta],
+    batches: Vec<Vec<u8>>,
+) -> Result<(), ProcessorError> {
+    {
+        for (m, batch) in staged.iter().zip(batches) {
+            let sink_err = |reason: String| ProcessorError::Sink {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                reason,
+            };
+            match backend {
+                Backend::Local(host) => {
+                    let last = host.last_sequence(&m.topic, m.partition, pid).await;
+                    let end_seq = m.base_sequence.wrapping_add(m.records - 1);
+                    if last.is_some_and(|l| l >= end_seq) {
+                        continue; // written before the crash
+                    }
+                    host.append(&m.topic, m.partition, batch)
+                        .await
+                        .map_err(sink_err)?;
+                }
+                Backend::Remote(_) => {
+                    let Some(producer) = producer else { continue };
+                    let mut records = Vec::new();
+                    decode_into(&m.topic, m.partition, 0, Bytes::from(batch), &mut records)
+                        .map_err(|e| sink_err(e.to_string()))?;
+                    let mut acks = Vec::with_capacity(records.len());
+                    for r in records {
+                        let out = OutRecord {
+                            topic: r.topic,
+                            partition: Some(r.partition),
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            timestamp: Some(r.timestamp),
+                        };
+                        acks.push(
+                            producer
+                                .send(out)
+                                .await
+                                .map_err(|e| sink_err(e.to_string()))?,
+                        );
+                    }
+                    producer
+                        .flush()
+                        .await
+                        .map_err(|e| sink_err(e.to_string()))?;
+                    for a in acks {
+                        a.await
+                            .map_err(|_| sink_err("the producer stopped".into()))?
+                            .map_err(|e| sink_err(e.to_string()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,304 @@
+//! The engine's dynamic value: what a decoded record value (or key) is while it flows through
+//! operators. Formats (JSON today; Avro/Protobuf later) decode into it and encode from it, so
+//! operators never see a wire format.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// A dynamically typed value. Objects keep field order (small objects: a linear scan beats
+/// hashing for the handful of fields events carry).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Value {
+    /// JSON null, a missing field, SQL NULL.
+    #[default]
+    Null,
+    /// true/false.
+    Bool(bool),
+    /// Integral numbers that fit in i64.
+    Int(i64),
+    /// Every other number.
+    Float(f64),
+    /// Text; `Arc` so copying keys and group-by values is cheap.
+    Str(Arc<str>),
+    /// An array.
+    List(Vec<Value>),
+    /// An object, fields in their original order.
+    Object(Vec<(Arc<str>, Value)>),
+}
+
+impl Value {
+    /// Builds an object from `(name, value)` pairs.
+    pub fn object<K: Into<Arc<str>>>(fields: impl IntoIterator<Item = (K, Value)>) -> Value {
+        Value::Object(fields.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    /// A string value.
+    pub fn str(s: &str) -> Value {
+        Value::Str(Arc::from(s))
+    }
+
+    /// The field `name` of an object (`None` for other values or a missing field).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Object(fields) => fields.iter().find(|(k, _)| &**k == name).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Follows a dotted path (`a.b.c`) through nested objects.
+    pub fn path(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(self, |v, part| v.get(part))
+    }
+
+    /// Sets (or adds) field `name` of an object; no-op on other values.
+    pub fn set(&mut self, name: &str, value: Value) {
+        if let Value::Object(fields) = self {
+            match fields.iter_mut().find(|(k, _)| &**k == name) {
+                Some((_, v)) => *v = value,
+                None => fields.push((Arc::from(name), value)),
+            }
+        }
+    }
+
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as an i64, if it is a number that is integral (floats are truncated only
+    /// when they have no fraction).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
+            _ => None,
+        }
+    }
+
+    /// The value as an f64, if it is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The value as text, if it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Parses one JSON document.
+    pub fn from_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Encodes as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing a Value cannot fail: every variant maps onto JSON (non-finite floats
+        // become null, as serde_json does for f64).
+        serde_json::to_vec(self).unwrap_or_else(|_| b"null".to_vec())
+    }
+
+    /// Total order used by MIN/MAX and sorting: Null < Bool < numbers < Str < List < Object;
+    /// numbers compare by value across Int and Float.
+    pub fn total_cmp(&self, other: &Value) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        fn rank(v: &Value) -> u8 {
+            match v {
+                Value::Null => 0,
+                Value::Bool(_) => 1,
+                Value::Int(_) | Value::Float(_) => 2,
+                Value::Str(_) => 3,
+                Value::List(_) => 4,
+                Value::Object(_) => 5,
+            }
+        }
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (a @ (Value::Int(_) | Value::Float(_)), b @ (Value::Int(_) | Value::Float(_))) => {
+                let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+                x.total_cmp(&y)
+            }
+            (Value::List(a), Value::List(b)) => {
+                for (x, y) in a.iter().zip(b) {
+                    let o = x.total_cmp(y);
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                a.len().cmp(&b.len())
+            }
+            (a, b) => rank(a).cmp(&rank(b)),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            other => f.write_str(&String::from_utf8_lossy(&other.to_json())),
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::str(v)
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Str(v) => s.serialize_str(v),
+            Value::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(i)?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(&**k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Decodes straight into [`Value`] (no intermediate `serde_json::Value`).
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(Arc::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields: Vec<(Arc<str>, Value)> = Vec::with_capacity(8);
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let v = map.next_value()?;
+            fields.push((Arc::from(&*k), v));
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_keeps_field_order_and_number_kinds() {
+        let v = Value::from_json(br#"{"b":1,"a":2.5,"s":"x","n":null,"l":[true,{"z":-3}]}"#)
+            .expect("json");
+        assert_eq!(v.get("b"), Some(&Value::Int(1)));
+        assert_eq!(v.get("a"), Some(&Value::Float(2.5)));
+        assert_eq!(
+            v.path("l"),
+            Some(&Value::List(vec![
+                Value::Bool(true),
+                Value::object([("z", Value::Int(-3))])
+            ]))
+        );
+        assert_eq!(
+            String::from_utf8(v.to_json()).expect("utf8"),
+            r#"{"b":1,"a":2.5,"s":"x","n":null,"l":[true,{"z":-3}]}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_and_nested_paths() {
+        let v = Value::from_json(br#"{"a\"b":{"c":{"d":7}}}"#).expect("json");
+        assert!(v.get("a\"b").is_some());
+        let v = Value::from_json(br#"{"x":{"c":{"d":7}}}"#).expect("json");
+        assert_eq!(v.path("x.c.d").and_then(Value::as_i64), Some(7));
+        assert_eq!(v.path("x.q"), None);
+    }
+
+    #[test]
+    fn numbers_compare_across_kinds() {
+        use std::cmp::Ordering::*;
+        assert_eq!(Value::Int(2).total_cmp(&Value::Float(2.5)), Less);
+        assert_eq!(Value::Float(3.0).total_cmp(&Value::Int(3)), Equal);
+        assert_eq!(Value::Null.total_cmp(&Value::Int(0)), Less);
+        assert_eq!(Value::str("b").total_cmp(&Value::str("a")), Greater);
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        assert!(Value::from_json(b"{\"a\":").is_err());
+        assert!(Value::from_json(b"nope").is_err());
+    }
+}
