@@ -10,6 +10,7 @@ mod error;
 mod groups;
 mod handlers;
 mod partition;
+pub mod pipelines;
 mod producers;
 mod server;
 mod topics;
@@ -128,11 +129,14 @@ pub async fn serve(
     );
 
     let background = spawn_background(broker.clone(), sd_rx.clone());
+    let pipelines = tokio::spawn(pipelines::manage(broker.clone(), sd_rx.clone()));
     let server = tokio::spawn(server::run(listener, broker.clone(), sd_rx));
     stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = sd_tx.send(true);
     let _ = server.await;
+    // Pipelines take a final checkpoint through the partition writers: before logs close.
+    let _ = pipelines.await;
     background.abort();
     broker.topics.close_all().await;
     drop(lock);

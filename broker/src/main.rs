@@ -48,6 +48,9 @@ enum Command {
     Produce(cli::data::ProduceArgs),
     /// Print records of a topic.
     Consume(cli::data::ConsumeArgs),
+    /// Install, list, describe and drop in-broker pipelines.
+    #[command(subcommand)]
+    Pipeline(cli::pipeline::PipelineCmd),
     /// Benchmark produce, consume and end-to-end latency.
     #[command(subcommand)]
     Bench(cli::bench::BenchCmd),
@@ -190,6 +193,13 @@ fn main() -> ExitCode {
         Command::Produce(a) => client(|| cli::data::produce(&bootstrap, a)),
         Command::Consume(a) => client(|| cli::data::consume(&bootstrap, a)),
         Command::Bench(cmd) => client(|| cli::bench::run(&bootstrap, cmd)),
+        Command::Pipeline(cmd) => match cli::pipeline::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("eddy: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Serve(args) => {
             let config = match build_config(&args) {
                 Ok(c) => c,

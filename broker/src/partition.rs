@@ -52,6 +52,11 @@ enum Op {
     Retention {
         now_ms: i64,
     },
+    /// The last sequence an idempotent producer wrote here (pipelines resume with it).
+    LastSequence {
+        producer_id: i64,
+        reply: oneshot::Sender<Option<i32>>,
+    },
     Flush,
     /// Finish queued work, flush, close the log, then answer.
     Close {
@@ -157,6 +162,19 @@ impl Partition {
         let _ = self.tx.send(Op::Retention { now_ms }).await;
     }
 
+    /// The last sequence number `producer_id` wrote to this partition, if any.
+    pub(crate) async fn last_sequence(
+        &self,
+        producer_id: i64,
+    ) -> Result<Option<i32>, PartitionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::LastSequence { producer_id, reply })
+            .await
+            .map_err(|_| PartitionError::Closed)?;
+        rx.await.map_err(|_| PartitionError::Closed)
+    }
+
     pub(crate) async fn flush(&self) {
         let _ = self.tx.send(Op::Flush).await;
     }
@@ -253,7 +271,7 @@ fn fail_all(ops: Vec<Op>, name: &str) {
             Op::Close { reply } => {
                 let _ = reply.send(());
             }
-            Op::Retention { .. } | Op::Flush => {}
+            Op::Retention { .. } | Op::Flush | Op::LastSequence { .. } => {}
         }
     }
 }
@@ -300,6 +318,9 @@ fn round(
                 Ok(report) => tracing::debug!(partition = %name, ?report, "retention pass"),
                 Err(e) => tracing::error!(partition = %name, error = %e, "retention failed"),
             },
+            Op::LastSequence { producer_id, reply } => {
+                let _ = reply.send(state.last_sequence(producer_id));
+            }
             Op::Flush => want_flush = true,
             Op::Close { reply } => {
                 close = Some(reply);

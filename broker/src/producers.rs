@@ -158,6 +158,11 @@ impl ProducerState {
         }
     }
 
+    /// The last sequence `pid` wrote, if its state is still held.
+    pub(crate) fn last_sequence(&self, pid: i64) -> Option<i32> {
+        self.producers.get(&pid)?.batches.back().map(|b| b.last_seq)
+    }
+
     /// Records a batch that is now in the log (at its final offsets).
     pub(crate) fn record(&mut self, h: &BatchHeader<'_>) {
         self.valid_to = self.valid_to.max(h.last_offset() + 1);

@@ -57,6 +57,8 @@ pub enum RunState {
 /// What a pipeline reports about itself.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StatusSnapshot {
+    /// Serialized as `"state": "running"` (plus `"error"` when failed).
+    #[serde(flatten)]
     pub state: RunState,
     pub records_in: u64,
     pub records_out: u64,
@@ -141,6 +143,8 @@ struct Runner {
     staging: Staging,
     meta: Meta,
     producer: Option<Producer>,
+    /// Something was read or fired since the last checkpoint.
+    dirty: bool,
     /// Exclusive lock on `dir`: one run of a pipeline at a time.
     lock: Arc<std::fs::File>,
 }
@@ -267,6 +271,7 @@ async fn run_inner(
         staging: Staging::default(),
         meta,
         producer,
+        dirty: false,
         lock,
     };
     if let Some(ck) = staged {
@@ -492,6 +497,7 @@ impl Runner {
                     .collect(),
             });
         }
+        self.dirty = true;
         self.positions[slot] = next;
         self.ends[slot] = end.max(next);
         self.meta.records_in += n;
@@ -548,6 +554,7 @@ impl Runner {
     /// Delivers a watermark to each operator in turn, pushing what it fires downstream
     /// before the next operator sees the watermark.
     fn on_watermark(&mut self, wm: i64) {
+        self.dirty = true;
         for i in 0..self.p.ops.len() {
             let mut out = Collector::default();
             self.p.ops[i].on_watermark(wm, &mut out);
@@ -564,6 +571,9 @@ impl Runner {
     /// Commits progress: stages output under sequence numbers, writes the checkpoint, then
     /// delivers the output.
     async fn commit(&mut self) -> Result<(), ProcessorError> {
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(()); // nothing read since the last checkpoint: nothing to record
+        }
         let staging = std::mem::take(&mut self.staging);
         let mut staged = Vec::new();
         let mut batches = Vec::new();

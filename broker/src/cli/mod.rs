@@ -5,6 +5,7 @@
 pub(crate) mod bench;
 pub(crate) mod data;
 pub(crate) mod group;
+pub(crate) mod pipeline;
 pub(crate) mod topic;
 
 use std::sync::Arc;

@@ -1,0 +1,324 @@
+//! Pipelines as data: a JSON definition the broker persists and restarts, compiled onto the
+//! same operators as the Rust API. (The SQL front end compiles to plans directly.)
+//!
+//! ```json
+//! {
+//!   "name": "big-spenders",
+//!   "inputs": [{"topic": "orders", "event_time": "ts"}],
+//!   "watermark_delay_ms": 2000,
+//!   "idle_timeout_ms": 10000,
+//!   "steps": [
+//!     {"filter": {"field": "amount", "op": ">=", "value": 100}},
+//!     {"window": {"tumbling_ms": 60000, "group_by": ["customer"],
+//!                 "aggregates": [{"fn": "count", "as": "orders"},
+//!                                {"fn": "sum", "field": "amount", "as": "total"}]}}
+//!   ],
+//!   "output": "spend-per-minute"
+//! }
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggSpec;
+use crate::error::ProcessorError;
+use crate::operator::project;
+use crate::plan::{Input, Pipeline, PipelineBuilder};
+use crate::value::Value;
+use crate::window::{LatePolicy, WindowKind, WindowSpec};
+
+/// A pipeline definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub inputs: Vec<InputSpec>,
+    #[serde(default)]
+    pub watermark_delay_ms: u64,
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub checkpoint_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    pub output: String,
+}
+
+/// One input topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub topic: String,
+    /// Value field holding the event time; absent: the record timestamp.
+    #[serde(default)]
+    pub event_time: Option<String>,
+    /// `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start: Option<String>,
+}
+
+/// One operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Keep events whose field compares true.
+    Filter(Condition),
+    /// Keep only these fields (dotted paths; output uses the last segment).
+    Project(Vec<String>),
+    /// Key the output by these fields.
+    KeyBy(Vec<String>),
+    /// Aggregate over windows.
+    Window(WindowStep),
+}
+
+/// `field op value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub field: String,
+    /// One of `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub op: String,
+    pub value: serde_json::Value,
+}
+
+/// A windowed aggregation; exactly one of the window fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowStep {
+    #[serde(default)]
+    pub tumbling_ms: Option<i64>,
+    #[serde(default)]
+    pub hopping: Option<Hopping>,
+    #[serde(default)]
+    pub session_gap_ms: Option<i64>,
+    /// A running aggregate without windows.
+    #[serde(default)]
+    pub global: bool,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    pub aggregates: Vec<AggregateStep>,
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
+    /// Topic for late events (default: count and drop).
+    #[serde(default)]
+    pub late_topic: Option<String>,
+}
+
+/// Hopping window sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hopping {
+    pub size_ms: i64,
+    pub slide_ms: i64,
+}
+
+/// `fn(field) AS as`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateStep {
+    #[serde(rename = "fn")]
+    pub func: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(rename = "as")]
+    pub output: String,
+}
+
+impl PipelineSpec {
+    /// Parses JSON; errors name the problem and its line and column.
+    pub fn from_json(bytes: &[u8]) -> Result<PipelineSpec, ProcessorError> {
+        serde_json::from_slice(bytes).map_err(|e| ProcessorError::InvalidPlan(e.to_string()))
+    }
+
+    /// Compiles onto the engine's operators, checking everything up front.
+    pub fn compile(&self) -> Result<Pipeline, ProcessorError> {
+        let bad = |m: String| Err(ProcessorError::InvalidPlan(m));
+        let mut b = PipelineBuilder::new(&self.name)
+            .watermark_delay(Duration::from_millis(self.watermark_delay_ms));
+        if let Some(ms) = self.idle_timeout_ms {
+            b = b.idle_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.checkpoint_interval_ms {
+            b = b.checkpoint_interval(Duration::from_millis(ms));
+        }
+        for i in &self.inputs {
+            let mut input = Input::topic(&i.topic);
+            if let Some(f) = &i.event_time {
+                input = input.event_time_field(f);
+            }
+            match i.start.as_deref() {
+                None | Some("earliest") => {}
+                Some("latest") => input = input.from_latest(),
+                Some(other) => {
+                    return bad(format!(
+                        "input '{}': start '{other}' is not 'earliest' or 'latest'",
+                        i.topic
+                    ))
+                }
+            }
+            b = b.source(input);
+        }
+        for (n, step) in self.steps.iter().enumerate() {
+            let at = |m: String| ProcessorError::InvalidPlan(format!("step {}: {m}", n + 1));
+            b = match step {
+                Step::Filter(c) => {
+                    let want = compare_op(&c.op)
+                        .ok_or_else(|| at(format!("unknown comparison '{}'", c.op)))?;
+                    let field = c.field.clone();
+                    let value: Value =
+                        serde_json::from_value(c.value.clone()).map_err(|e| at(e.to_string()))?;
+                    b.filter(move |e| {
+                        e.value
+                            .path(&field)
+                            .is_some_and(|v| !v.is_null() && want.contains(&v.total_cmp(&value)))
+                    })
+                }
+                Step::Project(fields) => {
+                    if fields.is_empty() {
+                        return Err(at("project needs at least one field".into()));
+                    }
+                    let fields = fields.clone();
+                    b.map(move |mut e| {
+                        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                        let projected = project(&e.value, &names);
+                        e.value = match projected {
+                            Value::Object(fs) => Value::Object(
+                                fs.into_iter()
+                                    .map(|(k, v)| (k.rsplit('.').next().unwrap_or(&k).into(), v))
+                                    .collect(),
+                            ),
+                            other => other,
+                        };
+                        e
+                    })
+                }
+                Step::KeyBy(fields) => {
+                    if fields.is_empty() {
+                        return Err(at("key_by needs at least one field".into()));
+                    }
+                    let fields = fields.clone();
+                    b.key_by(move |e| {
+                        let vals: Vec<Value> = fields
+                            .iter()
+                            .map(|f| e.value.path(f).cloned().unwrap_or_default())
+                            .collect();
+                        match <[Value; 1]>::try_from(vals) {
+                            Ok([one]) => one,
+                            Err(many) => Value::List(many),
+                        }
+                    })
+                }
+                Step::Window(w) => {
+                    let kinds = [
+                        w.tumbling_ms.map(|size| WindowKind::Tumbling { size }),
+                        w.hopping.as_ref().map(|h| WindowKind::Hopping {
+                            size: h.size_ms,
+                            slide: h.slide_ms,
+                        }),
+                        w.session_gap_ms.map(|gap| WindowKind::Session { gap }),
+                        w.global.then_some(WindowKind::Global),
+                    ];
+                    let mut set = kinds.into_iter().flatten();
+                    let (Some(kind), None) = (set.next(), set.next()) else {
+                        return Err(at("a window needs exactly one of tumbling_ms, hopping, session_gap_ms or global".into()));
+                    };
+                    let mut aggregates = Vec::new();
+                    for a in &w.aggregates {
+                        let field = a.field.as_deref();
+                        aggregates.push(match (a.func.to_ascii_lowercase().as_str(), field) {
+                            ("count", _) => AggSpec::new(&a.output, field, crate::aggregate::Count),
+                            ("sum", Some(f)) => AggSpec::sum(&a.output, f),
+                            ("min", Some(f)) => AggSpec::min(&a.output, f),
+                            ("max", Some(f)) => AggSpec::max(&a.output, f),
+                            ("avg", Some(f)) => AggSpec::avg(&a.output, f),
+                            (f @ ("sum" | "min" | "max" | "avg"), None) => {
+                                return Err(at(format!("aggregate '{f}' needs a field")))
+                            }
+                            (other, _) => {
+                                return Err(at(format!("unknown aggregate function '{other}'")))
+                            }
+                        });
+                    }
+                    let late = match &w.late_topic {
+                        Some(t) => {
+                            b = b.side_output("late", t);
+                            LatePolicy::SideOutput("late".into())
+                        }
+                        None => LatePolicy::Drop,
+                    };
+                    b.window(WindowSpec {
+                        kind,
+                        group_by: w.group_by.clone(),
+                        aggregates,
+                        allowed_lateness: w.allowed_lateness_ms,
+                        late,
+                    })
+                }
+            };
+        }
+        b.sink(&self.output).build()
+    }
+}
+
+fn compare_op(op: &str) -> Option<&'static [std::cmp::Ordering]> {
+    use std::cmp::Ordering::*;
+    Some(match op {
+        "=" | "==" => &[Equal],
+        "!=" | "<>" => &[Less, Greater],
+        "<" => &[Less],
+        "<=" => &[Less, Equal],
+        ">" => &[Greater],
+        ">=" => &[Greater, Equal],
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_compiles() {
+        let doc = include_str!("spec.rs");
+        let start = doc.find("//! {").expect("example");
+        let json: String = doc[start..]
+            .lines()
+            .take_while(|l| l.starts_with("//!") && !l.contains("```"))
+            .map(|l| l.trim_start_matches("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let spec = PipelineSpec::from_json(json.as_bytes()).expect("parses");
+        spec.compile().expect("compiles");
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_their_place() {
+        let base = r#"{"name":"p","inputs":[{"topic":"a"}],"output":"b","steps":[STEP]}"#;
+        for (step, msg) in [
+            (
+                r#"{"filter":{"field":"x","op":"~","value":1}}"#,
+                "step 1: unknown comparison '~'",
+            ),
+            (
+                r#"{"window":{"aggregates":[{"fn":"count","as":"n"}]}}"#,
+                "step 1: a window needs exactly one",
+            ),
+            (
+                r#"{"window":{"tumbling_ms":10,"aggregates":[{"fn":"median","field":"x","as":"n"}]}}"#,
+                "unknown aggregate function 'median'",
+            ),
+            (
+                r#"{"window":{"tumbling_ms":10,"aggregates":[{"fn":"sum","as":"n"}]}}"#,
+                "aggregate 'sum' needs a field",
+            ),
+            (r#"{"explode":{}}"#, "unknown variant `explode`"),
+        ] {
+            let json = base.replace("STEP", step);
+            let e = PipelineSpec::from_json(json.as_bytes())
+                .and_then(|s| s.compile())
+                .expect_err("refused");
+            assert!(e.to_string().contains(msg), "{e} should contain {msg}");
+        }
+    }
+}
