@@ -100,7 +100,10 @@ fn expected(base: u64, n: u64) -> BTreeMap<(String, i64), (i64, i64)> {
     m
 }
 
-fn parse(rows: &[String]) -> Result<Vec<((String, i64), (i64, i64))>> {
+/// One output row: (user, window_start) and (count, sum).
+type Row = ((String, i64), (i64, i64));
+
+fn parse(rows: &[String]) -> Result<Vec<Row>> {
     rows.iter()
         .map(|r| {
             let v: serde_json::Value =
