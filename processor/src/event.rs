@@ -18,6 +18,9 @@ pub struct Event {
     pub timestamp: i64,
     /// Kafka record headers, passed through.
     pub headers: Vec<(Arc<str>, Option<Bytes>)>,
+    /// Index of the pipeline input (source topic) the event came from; joins use it to tell
+    /// their sides apart. Operators' own output keeps the input of what produced it.
+    pub input: usize,
 }
 
 impl Event {
@@ -28,7 +31,14 @@ impl Event {
             value,
             timestamp,
             headers: Vec::new(),
+            input: 0,
         }
+    }
+
+    /// The same event as coming from input `input`.
+    pub fn from_input(mut self, input: usize) -> Event {
+        self.input = input;
+        self
     }
 }
 

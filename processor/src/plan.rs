@@ -182,6 +182,41 @@ impl PipelineBuilder {
         }
     }
 
+    /// Joins two inputs within event-time windows (see [`crate::join::WindowJoin`]).
+    pub fn window_join(mut self, spec: crate::join::WindowJoinSpec) -> Self {
+        self.check_inputs(&[spec.left_input, spec.right_input]);
+        match crate::join::WindowJoin::new(spec) {
+            Ok(op) => self.op(op),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self
+            }
+        }
+    }
+
+    /// Enriches stream events with a table input's latest value per key (see
+    /// [`crate::join::TableJoin`]).
+    pub fn table_join(mut self, spec: crate::join::TableJoinSpec) -> Self {
+        self.check_inputs(&[spec.stream_input, spec.table_input]);
+        match crate::join::TableJoin::new(spec) {
+            Ok(op) => self.op(op),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self
+            }
+        }
+    }
+
+    fn check_inputs(&mut self, used: &[usize]) {
+        if let Some(i) = used.iter().find(|i| **i >= self.p.inputs.len()) {
+            self.error
+                .get_or_insert(ProcessorError::InvalidPlan(format!(
+                    "a join refers to input {i}, but only {} source(s) were added before it",
+                    self.p.inputs.len()
+                )));
+        }
+    }
+
     /// Any operator, including user-written ones.
     pub fn op(mut self, op: impl Operator + 'static) -> Self {
         self.p.ops.push(Box::new(op));

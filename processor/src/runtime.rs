@@ -495,6 +495,7 @@ impl Runner {
                     .into_iter()
                     .map(|(k, v)| (Arc::from(k.as_str()), v))
                     .collect(),
+                input: self.slots[slot].input,
             });
         }
         self.dirty = true;

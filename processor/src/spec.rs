@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggSpec;
 use crate::error::ProcessorError;
+use crate::join::{JoinType, TableJoinSpec, WindowJoinSpec};
 use crate::operator::project;
 use crate::plan::{Input, Pipeline, PipelineBuilder};
 use crate::value::Value;
@@ -70,6 +71,47 @@ pub enum Step {
     KeyBy(Vec<String>),
     /// Aggregate over windows.
     Window(WindowStep),
+    /// Join two inputs within windows.
+    WindowJoin(WindowJoinStep),
+    /// Enrich a stream with a table input's latest value per key.
+    TableJoin(TableJoinStep),
+}
+
+/// A window join of input `left_input` (default 0) with `right_input` (default 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowJoinStep {
+    #[serde(default)]
+    pub tumbling_ms: Option<i64>,
+    #[serde(default)]
+    pub hopping: Option<Hopping>,
+    #[serde(default)]
+    pub left_input: Option<usize>,
+    #[serde(default)]
+    pub right_input: Option<usize>,
+    pub left_key: Vec<String>,
+    pub right_key: Vec<String>,
+    /// Left outer join (default inner).
+    #[serde(default)]
+    pub outer: bool,
+}
+
+/// A stream-table join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableJoinStep {
+    /// Input index of the stream side (default 0).
+    #[serde(default)]
+    pub stream_input: Option<usize>,
+    pub table_input: usize,
+    /// Table key fields; absent: the record key.
+    #[serde(default)]
+    pub table_key: Vec<String>,
+    pub stream_key: Vec<String>,
+    #[serde(rename = "as")]
+    pub output: String,
+    #[serde(default)]
+    pub outer: bool,
 }
 
 /// `field op value`.
@@ -209,6 +251,44 @@ impl PipelineSpec {
                         }
                     })
                 }
+                Step::WindowJoin(j) => {
+                    let window = match (j.tumbling_ms, &j.hopping) {
+                        (Some(size), None) => WindowKind::Tumbling { size },
+                        (None, Some(h)) => WindowKind::Hopping {
+                            size: h.size_ms,
+                            slide: h.slide_ms,
+                        },
+                        _ => {
+                            return Err(at(
+                                "a window join needs exactly one of tumbling_ms or hopping".into(),
+                            ))
+                        }
+                    };
+                    b.window_join(WindowJoinSpec {
+                        window,
+                        left_input: j.left_input.unwrap_or(0),
+                        right_input: j.right_input.unwrap_or(1),
+                        left_key: j.left_key.clone(),
+                        right_key: j.right_key.clone(),
+                        join_type: if j.outer {
+                            JoinType::LeftOuter
+                        } else {
+                            JoinType::Inner
+                        },
+                    })
+                }
+                Step::TableJoin(j) => b.table_join(TableJoinSpec {
+                    stream_input: j.stream_input.unwrap_or(0),
+                    table_input: j.table_input,
+                    table_key: j.table_key.clone(),
+                    stream_key: j.stream_key.clone(),
+                    output_field: j.output.clone(),
+                    join_type: if j.outer {
+                        JoinType::LeftOuter
+                    } else {
+                        JoinType::Inner
+                    },
+                }),
                 Step::Window(w) => {
                     let kinds = [
                         w.tumbling_ms.map(|size| WindowKind::Tumbling { size }),

@@ -52,6 +52,11 @@ impl WindowKind {
         }
     }
 
+    /// The fixed windows holding `ts` (not for sessions or Global), for other operators.
+    pub(crate) fn assign_pub(&self, ts: i64, out: &mut Vec<(i64, i64)>) {
+        self.assign(ts, out)
+    }
+
     /// The fixed windows holding `ts` (not for sessions or Global).
     fn assign(&self, ts: i64, out: &mut Vec<(i64, i64)>) {
         out.clear();
@@ -220,6 +225,7 @@ impl WindowAggregate {
             value: Value::Object(fields),
             timestamp: ts,
             headers: Vec::new(),
+            input: 0,
         }
     }
 
