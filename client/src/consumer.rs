@@ -195,14 +195,38 @@ impl Consumer {
 
 /// Decodes whole batches from `data` (any compression; control batches skipped), keeps
 /// records at or after `pos`, and returns the next position. A trailing partial batch (cut by
-/// the fetch size limit) is ignored. Shared by this consumer and the processor's local source,
-/// which reads the same bytes straight from the log.
+/// the fetch size limit) is ignored.
 pub fn decode_into(
     topic: &str,
     partition: i32,
+    pos: i64,
+    data: Bytes,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<i64, ClientError> {
+    for_each_record(pos, data, |r| {
+        out.push(ConsumedRecord {
+            topic: topic.to_string(),
+            partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        })
+    })
+}
+
+/// The decoding loop behind [`decode_into`], handing each record to `f` instead of
+/// collecting: the processor's local source reads the same bytes straight from the log and
+/// builds its own events without an intermediate record per message.
+pub fn for_each_record(
     mut pos: i64,
     mut data: Bytes,
-    out: &mut Vec<ConsumedRecord>,
+    mut f: impl FnMut(kafka_protocol::records::Record),
 ) -> Result<i64, ClientError> {
     while let Some(size) = batch_size_at(&data) {
         if size > data.len() {
@@ -224,22 +248,9 @@ pub fn decode_into(
                 reason: e.to_string(),
             })?;
             for r in set.records {
-                if r.offset < pos {
-                    continue;
+                if r.offset >= pos {
+                    f(r);
                 }
-                out.push(ConsumedRecord {
-                    topic: topic.to_string(),
-                    partition,
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                    headers: r
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                });
             }
         }
         pos = pos.max(last + 1);

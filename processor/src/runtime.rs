@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use eddy_client::consumer::decode_into;
 use eddy_client::partitioner::partition_for_key;
-use eddy_client::{Cluster, ConsumedRecord, OutRecord, Producer, ProducerConfig, StartAt};
+use eddy_client::{Cluster, OutRecord, Producer, ProducerConfig, StartAt};
 use eddy_protocol::batch::{set_producer, BatchBuilder};
 use tokio::sync::{mpsc, watch};
 
@@ -18,9 +18,8 @@ use crate::error::ProcessorError;
 use crate::event::{Collector, Event};
 use crate::host::LocalHost;
 use crate::operator::Operator;
-use crate::plan::{parse_event_time, EventTime, Pipeline, StartFrom};
-use crate::source::{self, Slot, SourceMsg};
-use crate::value::Value;
+use crate::plan::{Pipeline, StartFrom};
+use crate::source::{self, Decoded, Slot, SourceMsg};
 use crate::watermark::WatermarkTracker;
 
 /// Where a pipeline reads and writes.
@@ -69,6 +68,16 @@ pub struct StatusSnapshot {
     /// Input lag (log end - position) per "topic/partition".
     pub lag: BTreeMap<String, i64>,
     pub checkpoints: u64,
+    /// Wall-clock ms when this run started reading, and when it finished or stopped.
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Shared, updated by the pipeline task, read by status endpoints.
@@ -163,7 +172,8 @@ pub async fn run(
         s.state = match &result {
             Ok(state) => state.clone(),
             Err(e) => RunState::Failed(e.to_string()),
-        }
+        };
+        s.finished_at_ms = Some(wall_ms());
     });
     result.map(|_| ())
 }
@@ -197,6 +207,7 @@ async fn run_inner(
                 topic: input.topic.clone(),
                 partition,
                 read_bytes: p.read_bytes,
+                event_time: input.event_time.clone(),
             });
         }
     }
@@ -290,6 +301,7 @@ async fn run_inner(
     let live = r.start_sources(tx).await?;
     r.status.update(|s| {
         s.state = RunState::Running;
+        s.started_at_ms = Some(wall_ms());
         s.records_in = r.meta.records_in;
         s.records_out = r.meta.records_out;
     });
@@ -310,8 +322,8 @@ async fn run_inner(
             // still happen on time.
             _ = ticker.tick() => r.commit().await?,
             msg = rx.recv() => match msg {
-                Some(SourceMsg::Records { slot, records, next, end }) => {
-                    r.on_records(slot, records, next, end);
+                Some(SourceMsg::Records { slot, decoded, next, end }) => {
+                    r.on_records(slot, decoded, next, end);
                     if r.staging.bytes >= STAGED_LIMIT {
                         r.commit().await?;
                     }
@@ -456,48 +468,13 @@ impl Runner {
         })
     }
 
-    fn on_records(&mut self, slot: usize, records: Vec<ConsumedRecord>, next: i64, end: i64) {
+    fn on_records(&mut self, slot: usize, decoded: Decoded, next: i64, end: i64) {
         let now = Instant::now();
-        let event_time = &self.p.inputs[self.slots[slot].input].event_time;
-        let mut events = Vec::with_capacity(records.len());
-        let mut bad = 0u64;
-        let n = records.len() as u64;
-        for r in records {
-            let value = match &r.value {
-                None => Value::Null,
-                Some(b) => match Value::from_json(b) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        bad += 1;
-                        tracing::warn!(pipeline = %self.p.name, topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "skipping a record whose value is not JSON");
-                        continue;
-                    }
-                },
-            };
-            let ts = match event_time {
-                EventTime::RecordTimestamp => r.timestamp,
-                EventTime::Field(path) => match value.path(path).and_then(parse_event_time) {
-                    Some(t) => t,
-                    None => {
-                        bad += 1;
-                        tracing::warn!(pipeline = %self.p.name, topic = %r.topic, partition = r.partition, offset = r.offset, field = %path, "skipping a record without a valid event time");
-                        continue;
-                    }
-                },
-            };
-            self.tracker.observe(slot, ts, now);
-            events.push(Event {
-                key: r.key,
-                value,
-                timestamp: ts,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (Arc::from(k.as_str()), v))
-                    .collect(),
-                input: self.slots[slot].input,
-            });
+        let Decoded { events, read, bad } = decoded;
+        if let Some(max) = events.iter().map(|e| e.timestamp).max() {
+            self.tracker.observe(slot, max, now);
         }
+        let n = read;
         self.dirty = true;
         self.positions[slot] = next;
         self.ends[slot] = end.max(next);

@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_client::consumer::decode_into;
+use eddy_client::consumer::for_each_record;
 use eddy_client::{Cluster, ConsumedRecord, Consumer, ConsumerConfig, StartAt};
 use eddy_storage::{LogReader, StorageError};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ProcessorError;
+use crate::event::Event;
+use crate::plan::{parse_event_time, EventTime};
+use crate::value::Value;
 
 /// One input partition.
 #[derive(Debug, Clone)]
@@ -25,13 +28,72 @@ pub(crate) struct Slot {
     pub(crate) partition: i32,
     /// Bytes to read per step.
     pub(crate) read_bytes: usize,
+    /// Where this input's event time comes from.
+    pub(crate) event_time: EventTime,
+}
+
+/// Decoded input, ready for the operators.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub(crate) events: Vec<Event>,
+    /// Records read, including bad ones.
+    pub(crate) read: u64,
+    /// Records skipped: value not JSON, or no valid event time.
+    pub(crate) bad: u64,
+}
+
+impl Decoded {
+    /// Decodes one record's value and event time into an event, or counts it as bad (with a
+    /// log line naming its offset). Runs in the source tasks, so JSON parsing of different
+    /// partitions proceeds in parallel and off the pipeline task.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        s: &Slot,
+        offset: i64,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<(Arc<str>, Option<Bytes>)>,
+    ) {
+        self.read += 1;
+        let value = match &value {
+            None => Value::Null,
+            Some(b) => match Value::from_json(b) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.bad += 1;
+                    tracing::warn!(topic = %s.topic, partition = s.partition, offset, error = %e, "skipping a record whose value is not JSON");
+                    return;
+                }
+            },
+        };
+        let ts = match &s.event_time {
+            EventTime::RecordTimestamp => timestamp,
+            EventTime::Field(path) => match value.path(path).and_then(parse_event_time) {
+                Some(t) => t,
+                None => {
+                    self.bad += 1;
+                    tracing::warn!(topic = %s.topic, partition = s.partition, offset, field = %path, "skipping a record without a valid event time");
+                    return;
+                }
+            },
+        };
+        self.events.push(Event {
+            key,
+            value,
+            timestamp: ts,
+            headers,
+            input: s.input,
+        });
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum SourceMsg {
     Records {
         slot: usize,
-        records: Vec<ConsumedRecord>,
+        decoded: Decoded,
         /// Next offset to read after these.
         next: i64,
         /// The partition's log end when read (for lag).
@@ -67,24 +129,18 @@ pub(crate) async fn local(
             }
             continue;
         }
-        let (r, topic, partition, max) =
-            (reader.clone(), s.topic.clone(), s.partition, s.read_bytes);
-        let read =
-            tokio::task::spawn_blocking(move || read_decode(&r, &topic, partition, pos, max)).await;
+        let (r, s2) = (reader.clone(), s.clone());
+        let read = tokio::task::spawn_blocking(move || read_decode(&r, &s2, pos, stop_at)).await;
         let msg = match read {
-            Ok(Ok((records, next))) => {
+            Ok(Ok((decoded, next))) => {
                 let next = match stop_at {
                     Some(stop) => next.min(stop),
                     None => next,
                 };
-                let records: Vec<ConsumedRecord> = match stop_at {
-                    Some(stop) => records.into_iter().filter(|r| r.offset < stop).collect(),
-                    None => records,
-                };
                 pos = next;
                 SourceMsg::Records {
                     slot,
-                    records,
+                    decoded,
                     next,
                     end,
                 }
@@ -105,17 +161,17 @@ pub(crate) async fn local(
 
 fn read_decode(
     reader: &LogReader,
-    topic: &str,
-    partition: i32,
+    s: &Slot,
     pos: i64,
-    max: usize,
-) -> Result<(Vec<ConsumedRecord>, i64), ProcessorError> {
+    stop_at: Option<i64>,
+) -> Result<(Decoded, i64), ProcessorError> {
+    let (topic, partition) = (s.topic.as_str(), s.partition);
     let storage = |source: StorageError| ProcessorError::Storage {
         topic: topic.to_string(),
         partition,
         source,
     };
-    let (pos, r) = match reader.read(pos, max) {
+    let (pos, r) = match reader.read(pos, s.read_bytes) {
         // Retention removed what we had not read yet: continue at the log start (as a
         // consumer with auto.offset.reset=earliest would) and say so.
         Err(StorageError::OffsetOutOfRange { start, .. }) if pos < start => {
@@ -126,19 +182,27 @@ fn read_decode(
                 to = start,
                 "input was deleted by retention before the pipeline read it; skipping ahead"
             );
-            (start, reader.read(start, max).map_err(storage)?)
+            (start, reader.read(start, s.read_bytes).map_err(storage)?)
         }
         other => (pos, other.map_err(storage)?),
     };
-    let mut out = Vec::new();
-    let next =
-        decode_into(topic, partition, pos, Bytes::clone(&r.bytes), &mut out).map_err(|e| {
-            ProcessorError::Input {
-                topic: topic.to_string(),
-                partition,
-                reason: e.to_string(),
-            }
-        })?;
+    let mut out = Decoded::default();
+    let stop = stop_at.unwrap_or(i64::MAX);
+    let next = for_each_record(pos, Bytes::clone(&r.bytes), |rec| {
+        if rec.offset < stop {
+            let headers = rec
+                .headers
+                .into_iter()
+                .map(|(k, v)| (Arc::from(&*k), v))
+                .collect();
+            out.push(s, rec.offset, rec.timestamp, rec.key, rec.value, headers);
+        }
+    })
+    .map_err(|e| ProcessorError::Input {
+        topic: topic.to_string(),
+        partition,
+        reason: e.to_string(),
+    })?;
     if next == pos && !r.bytes.is_empty() {
         return Err(ProcessorError::Input {
             topic: topic.to_string(),
@@ -203,13 +267,28 @@ async fn remote_inner(
             return Ok(());
         }
         let records = consumer.poll().await?;
-        let mut by_slot: BTreeMap<usize, Vec<ConsumedRecord>> = BTreeMap::new();
+        let mut by_slot: BTreeMap<usize, Decoded> = BTreeMap::new();
         for r in records {
             if let Some(&i) = index.get(&(r.topic.clone(), r.partition)) {
                 if stops.get(&i).is_some_and(|&stop| r.offset >= stop) {
                     continue;
                 }
-                by_slot.entry(i).or_default().push(r);
+                let ConsumedRecord {
+                    offset,
+                    timestamp,
+                    key,
+                    value,
+                    headers,
+                    ..
+                } = r;
+                let headers = headers
+                    .into_iter()
+                    .map(|(k, v)| (Arc::from(k.as_str()), v))
+                    .collect();
+                by_slot
+                    .entry(i)
+                    .or_default()
+                    .push(&slots[i], offset, timestamp, key, value, headers);
             }
         }
         for (i, s) in slots.iter().enumerate() {
@@ -219,13 +298,13 @@ async fn remote_inner(
                 .copied()
                 .unwrap_or(0);
             let next = stops.get(&i).map_or(next, |&stop| next.min(stop));
-            let records = by_slot.remove(&i).unwrap_or_default();
-            if records.is_empty() {
+            let decoded = by_slot.remove(&i).unwrap_or_default();
+            if decoded.read == 0 {
                 continue;
             }
             let msg = SourceMsg::Records {
                 slot: i,
-                records,
+                decoded,
                 next,
                 end: next,
             };

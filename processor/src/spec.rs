@@ -44,6 +44,9 @@ pub struct PipelineSpec {
     #[serde(default)]
     pub steps: Vec<Step>,
     pub output: String,
+    /// Process what the inputs hold at start, fire every window, commit and finish.
+    #[serde(default)]
+    pub bounded: bool,
 }
 
 /// One input topic.
@@ -336,6 +339,9 @@ impl PipelineSpec {
                     })
                 }
             };
+        }
+        if self.bounded {
+            b = b.bounded();
         }
         b.sink(&self.output).build()
     }

@@ -426,20 +426,32 @@ impl BatchBuilder {
         } else {
             self.max_ts.max(timestamp_ms)
         };
-        let mut body =
-            Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
-        body.push(0); // attributes
-        write_varint(&mut body, timestamp_ms - first);
-        write_varint(&mut body, i64::from(self.count));
-        write_bytes(&mut body, key);
-        write_bytes(&mut body, value);
-        write_varint(&mut body, headers.len() as i64);
+        // The record's length prefix comes first: compute it, then write the fields straight
+        // into the batch buffer (no per-record scratch buffer).
+        let ts_delta = timestamp_ms - first;
+        let offset_delta = i64::from(self.count);
+        let bytes_len = |b: Option<&[u8]>| match b {
+            Some(b) => varint_len(b.len() as i64) + b.len(),
+            None => varint_len(-1),
+        };
+        let mut len = 1 + varint_len(ts_delta) + varint_len(offset_delta);
+        len += bytes_len(key) + bytes_len(value) + varint_len(headers.len() as i64);
         for (k, v) in headers {
-            write_bytes(&mut body, Some(k));
-            write_bytes(&mut body, *v);
+            len += bytes_len(Some(k)) + bytes_len(*v);
         }
-        write_varint(&mut self.records, body.len() as i64);
-        self.records.extend_from_slice(&body);
+        let out = &mut self.records;
+        out.reserve(varint_len(len as i64) + len);
+        write_varint(out, len as i64);
+        out.push(0); // attributes
+        write_varint(out, ts_delta);
+        write_varint(out, offset_delta);
+        write_bytes(out, key);
+        write_bytes(out, value);
+        write_varint(out, headers.len() as i64);
+        for (k, v) in headers {
+            write_bytes(out, Some(k));
+            write_bytes(out, *v);
+        }
         self.count += 1;
     }
 
@@ -485,6 +497,12 @@ impl BatchBuilder {
     }
 }
 
+/// Bytes the zigzag varint encoding of `v` takes.
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => {
@@ -508,6 +526,29 @@ mod tests {
         assert_eq!(h.last_offset_delta(), 2);
         assert_eq!(h.max_timestamp(), 1234);
         assert_eq!(h.size(), b.len());
+    }
+
+    #[test]
+    fn varint_len_matches_the_encoder() {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i64::MAX,
+            i64::MIN,
+            300,
+            -300,
+        ] {
+            let mut out = Vec::new();
+            write_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
     }
 
     #[test]

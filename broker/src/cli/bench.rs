@@ -22,6 +22,8 @@ pub(crate) enum BenchCmd {
     Consume(ConsumeBench),
     /// Produce at a fixed rate while consuming; report end-to-end latency.
     E2e(ProduceBench),
+    /// In-broker pipelines vs the same plans over TCP (starts its own broker).
+    Pipeline(super::bench_pipeline::PipelineBench),
 }
 
 /// Settings shared by produce and e2e runs; any of them may come from `--workload`.
@@ -328,6 +330,7 @@ async fn run_producers(
 
 pub(crate) async fn run(bootstrap: &str, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
+        BenchCmd::Pipeline(b) => super::bench_pipeline::run(b).await?,
         BenchCmd::Produce(b) => {
             let r = resolve(b)?;
             ensure_topic(bootstrap, &r.topic, r.partitions).await?;

@@ -3,6 +3,7 @@
 //! cluster.
 
 pub(crate) mod bench;
+pub(crate) mod bench_pipeline;
 pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod pipeline;
