@@ -6,9 +6,9 @@
 //! acks=1 appends are answered as soon as they are in the log. File work runs on tokio's
 //! blocking pool so the reactor never waits on the disk.
 
-use std::sync::Arc;
-
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use eddy_protocol::batch::BatchHeader;
 use eddy_storage::{LogReader, PartitionLog, StorageError};
@@ -20,6 +20,8 @@ use crate::producers::{ProducerState, SeqCheck};
 const QUEUE_DEPTH: usize = 1024;
 /// Most operations handled in one round (one blocking call, at most one fsync).
 const MAX_ROUND: usize = 512;
+/// How often a partition whose disk failed (full disk, I/O error) tries to reopen its log.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether an append must be fsynced before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +72,8 @@ enum Op {
 pub(crate) struct Partition {
     pub(crate) index: i32,
     tx: mpsc::Sender<Op>,
-    reader: LogReader,
+    /// Replaced when the writer reopens the log after a disk failure.
+    reader: Arc<RwLock<LogReader>>,
     /// Log end offset, published after each append round; fetches wait on it.
     end: watch::Receiver<i64>,
 }
@@ -108,11 +111,12 @@ impl Partition {
         dir: PathBuf,
     ) -> Arc<Partition> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let reader = log.reader();
-        let state = ProducerState::rebuild(&dir, &reader);
+        let state = ProducerState::rebuild(&dir, &log.reader());
+        let reader = Arc::new(RwLock::new(log.reader()));
         let (end_tx, end) = watch::channel(log.log_end_offset());
         let handle = tokio::runtime::Handle::current();
-        handle.spawn(writer(log, state, dir, rx, end_tx, name));
+        let shared = Arc::clone(&reader);
+        handle.spawn(writer(log, state, dir, rx, end_tx, name, shared));
         Arc::new(Partition {
             index,
             tx,
@@ -121,8 +125,13 @@ impl Partition {
         })
     }
 
-    pub(crate) fn reader(&self) -> &LogReader {
-        &self.reader
+    /// A reader of the current log (cheap to clone; a reader taken before the writer
+    /// reopened a failed log keeps reading what it had).
+    pub(crate) fn reader(&self) -> LogReader {
+        self.reader
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A receiver that changes whenever the log end offset moves.
@@ -196,11 +205,37 @@ async fn writer(
     mut rx: mpsc::Receiver<Op>,
     end_tx: watch::Sender<i64>,
     name: String,
+    reader: Arc<RwLock<LogReader>>,
 ) {
     let mut log = Some((log, state));
     let mut close_reply: Option<oneshot::Sender<()>> = None;
+    // When the next attempt to reopen a failed log is due.
+    let mut reopen_at: Option<tokio::time::Instant> = None;
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let failed = log.as_ref().is_some_and(|(l, _)| l.is_failed());
+        let first = if failed {
+            // The disk failed (full, or an I/O error): operations are refused with
+            // KAFKA_STORAGE_ERROR by the latched log, and every second the writer tries to
+            // reopen it, which recovers the log from what is durable (acknowledged appends
+            // were fsynced; a torn unacknowledged tail is truncated) once the disk works.
+            let now = tokio::time::Instant::now();
+            let due = *reopen_at.get_or_insert(now + REOPEN_EVERY);
+            if now >= due {
+                if let Some((l, st)) = log.take() {
+                    log = Some(reopen(l, st, &dir, &name, &reader, &end_tx).await);
+                }
+                reopen_at = None;
+                continue;
+            }
+            tokio::select! {
+                op = rx.recv() => op,
+                _ = tokio::time::sleep_until(due) => continue,
+            }
+        } else {
+            reopen_at = None;
+            rx.recv().await
+        };
+        let Some(first) = first else { break };
         let mut ops = vec![first];
         while ops.len() < MAX_ROUND {
             match rx.try_recv() {
@@ -251,6 +286,46 @@ async fn writer(
     fail_all(late, &name);
     if let Some(reply) = close_reply {
         let _ = reply.send(());
+    }
+}
+
+/// Replaces a failed log with a freshly opened (recovered) one. The failed log stays open
+/// until then (it never writes again: its failure latch refuses everything), and is kept if
+/// reopening fails, to try again later.
+async fn reopen(
+    failed: PartitionLog,
+    state: ProducerState,
+    dir: &std::path::Path,
+    name: &str,
+    reader: &RwLock<LogReader>,
+    end_tx: &watch::Sender<i64>,
+) -> (PartitionLog, ProducerState) {
+    let log_dir = failed.dir().to_path_buf();
+    let config = failed.config().clone();
+    let state_dir = dir.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || {
+        let (log, report) = PartitionLog::open(&log_dir, config)?;
+        let state = ProducerState::rebuild(&state_dir, &log.reader());
+        Ok::<_, StorageError>((log, state, report))
+    })
+    .await;
+    match opened {
+        Ok(Ok((log, fresh, report))) => {
+            tracing::warn!(partition = %name, end_offset = log.log_end_offset(), recovery = %report,
+                "the partition's disk works again: log reopened and recovered; accepting writes");
+            *reader.write().unwrap_or_else(|e| e.into_inner()) = log.reader();
+            end_tx.send_replace(log.log_end_offset());
+            drop((failed, state));
+            (log, fresh)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(partition = %name, error = %e, "the failed log cannot be reopened yet");
+            (failed, state)
+        }
+        Err(e) => {
+            tracing::error!(partition = %name, error = %e, "reopening the failed log panicked");
+            (failed, state)
+        }
     }
 }
 
@@ -338,7 +413,7 @@ fn round(
             }
             Err(e) => {
                 tracing::error!(partition = %name, error = %e,
-                    "fsync failed; the partition refuses writes until restart");
+                    "fsync failed; the partition refuses writes until its log is reopened (tried every second)");
                 let e = PartitionError::Storage(Arc::new(e));
                 for (reply, _) in waiting_sync {
                     let _ = reply.send(Err(e.clone()));
@@ -373,6 +448,7 @@ fn append_checked(
             return Err(PartitionError::StaleEpoch { current, got });
         }
     }
+    let was_failed = log.is_failed();
     match log.append(batch) {
         Ok(info) => {
             if let Ok(h) = BatchHeader::parse(batch) {
@@ -383,7 +459,12 @@ fn append_checked(
             })
         }
         Err(e) => {
-            tracing::error!(partition = %name, error = %e, "append failed");
+            if was_failed {
+                // Already reported when the log failed; it is being reopened every second.
+                tracing::debug!(partition = %name, error = %e, "append refused: the log is failed");
+            } else {
+                tracing::error!(partition = %name, error = %e, "append failed");
+            }
             Err(PartitionError::Storage(Arc::new(e)))
         }
     }

@@ -33,7 +33,7 @@ impl LocalHost for BrokerHost {
     fn subscribe(&self, topic: &str, partition: i32) -> Option<(LogReader, watch::Receiver<i64>)> {
         let t = self.0.topics.get(topic)?;
         let p = t.partition(partition)?;
-        Some((p.reader().clone(), p.watch_end()))
+        Some((p.reader(), p.watch_end()))
     }
 
     fn append(

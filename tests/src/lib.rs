@@ -127,8 +127,14 @@ impl Broker {
 
     /// Starts a broker with extra `serve` arguments (e.g. `["--set", "num.partitions=3"]`).
     pub fn start_with(args: &[&str]) -> Result<Broker> {
+        Self::start_in(None, args)
+    }
+
+    /// Like [`Broker::start_with`] with the data directory at `data` (e.g. on a small file
+    /// system) instead of a fresh temporary one.
+    pub fn start_in(data: Option<&Path>, args: &[&str]) -> Result<Broker> {
         let tmp = tempfile::Builder::new().prefix("eddy-e2e-").tempdir()?;
-        let data = tmp.path().join("data");
+        let data = data.map_or_else(|| tmp.path().join("data"), Path::to_path_buf);
         let log_path = tmp.path().join("broker.log");
         let mut b = Broker {
             child: None,

@@ -74,7 +74,7 @@ async fn do_fetch(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fetch
             let source = match &topic {
                 Err(e) => Err(e.clone()),
                 Ok(t) => match t.partition(fp.partition) {
-                    Some(p) => Ok((p.reader().clone(), p.watch_end())),
+                    Some(p) => Ok((p.reader(), p.watch_end())),
                     None => Err(BrokerError::UnknownTopic(format!(
                         "{}-{}",
                         t.name, fp.partition
@@ -248,7 +248,7 @@ pub(super) async fn list_offsets(
             let reader = topic
                 .as_ref()
                 .and_then(|tp| tp.partition(p.partition_index))
-                .map(|part| part.reader().clone());
+                .map(|part| part.reader());
             plan.push((reader, p.partition_index, p.timestamp));
         }
     }
