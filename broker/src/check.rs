@@ -80,10 +80,10 @@ pub fn check_data_dir(data_dir: &Path) -> std::io::Result<CheckReport> {
     }
     metas.sort_by(|a, b| a.name.cmp(&b.name));
     for m in metas {
-        let compacted = m
-            .configs
-            .get("cleanup.policy")
-            .is_some_and(|p| p.contains("compact"));
+        let compacted = crate::topics::is_internal(&m.name)
+            || m.configs
+                .get("cleanup.policy")
+                .is_some_and(|p| p.contains("compact"));
         for p in 0..m.partitions {
             let dir = data_dir.join(format!("{}-{p}", m.name));
             report.partitions += 1;

@@ -63,7 +63,10 @@ pub(crate) const BROKER_DEFS: &[Def] = &[
     Def { name: "log.index.size.max.bytes", kind: Kind::Long { min: 4096, allow_unlimited: false }, default: "10485760", doc: "Maximum size of an offset index file; a full index rolls the segment.", topic_name: Some("segment.index.bytes") },
     Def { name: "message.max.bytes", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "1048588", doc: "Largest record batch accepted by Produce.", topic_name: Some("max.message.bytes") },
     Def { name: "log.message.timestamp.type", kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]), default: "CreateTime", doc: "Whether records keep the producer's timestamp or get the broker's append time.", topic_name: Some("message.timestamp.type") },
-    Def { name: "log.cleanup.policy", kind: Kind::OneOf(&["delete"]), default: "delete", doc: "Cleanup policy; only 'delete' (retention) is implemented so far.", topic_name: Some("cleanup.policy") },
+    Def { name: "log.cleanup.policy", kind: Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"]), default: "delete", doc: "'delete': retention by time and size. 'compact': keep the latest record per key in sealed segments (no retention). Both: compaction and retention.", topic_name: Some("cleanup.policy") },
+    Def { name: "log.cleaner.delete.retention.ms", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "86400000", doc: "How long the cleaner keeps a tombstone (null value) in a compacted topic, so consumers reading the topic see the delete.", topic_name: Some("delete.retention.ms") },
+    Def { name: "log.cleaner.min.compaction.lag.ms", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "0", doc: "Records younger than this are not compacted yet.", topic_name: Some("min.compaction.lag.ms") },
+    Def { name: "log.cleaner.backoff.ms", kind: Kind::Long { min: 10, allow_unlimited: false }, default: "15000", doc: "How often each compacted partition is checked for work for the cleaner.", topic_name: None },
     Def { name: "min.insync.replicas", kind: Kind::OneOf(&["1"]), default: "1", doc: "Eddy is single-node: always 1.", topic_name: Some("min.insync.replicas") },
     Def { name: "compression.type", kind: Kind::OneOf(&["producer"]), default: "producer", doc: "Batches are stored as the producer compressed them.", topic_name: Some("compression.type") },
     Def { name: "log.flush.interval.ms", kind: Kind::Long { min: 0, allow_unlimited: true }, default: "-1", doc: "-1 (default): acks=all is answered only after fsync. N: acks=all is answered after append and the log is fsynced every N ms.", topic_name: None },
@@ -366,7 +369,9 @@ mod tests {
         assert_eq!(topic_value(&c, &o, "retention.ms"), DAY_MS);
         o.insert("retention.ms".to_string(), "10".to_string());
         assert_eq!(topic_value(&c, &o, "retention.ms"), "10");
-        assert!(validate_topic_config("cleanup.policy", "compact").is_err());
+        assert!(validate_topic_config("cleanup.policy", "compact").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "shred").is_err());
         assert!(validate_topic_config("segment.bytes", "100").is_err());
     }
 }

@@ -144,7 +144,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Retention checks and, with `log.flush.interval.ms`, periodic fsync.
+/// Retention checks, the log cleaner of compacted topics and, with `log.flush.interval.ms`,
+/// periodic fsync.
 fn spawn_background(
     broker: Arc<server::Broker>,
     mut shutdown: watch::Receiver<bool>,
@@ -154,6 +155,9 @@ fn spawn_background(
             Duration::from_millis(broker.config.long("log.retention.check.interval.ms") as u64);
         let flush_ms = broker.config.long("log.flush.interval.ms");
         let mut retention = tokio::time::interval(retention_every);
+        let mut cleaner = tokio::time::interval(Duration::from_millis(
+            broker.config.long("log.cleaner.backoff.ms").max(10) as u64,
+        ));
         let mut flush = tokio::time::interval(Duration::from_millis(flush_ms.max(1) as u64));
         loop {
             tokio::select! {
@@ -161,6 +165,16 @@ fn spawn_background(
                     let now = handlers_now();
                     for p in broker.topics.all_partitions() {
                         p.enforce_retention(now).await;
+                    }
+                }
+                _ = cleaner.tick() => {
+                    let now = handlers_now();
+                    for t in broker.topics.all() {
+                        if topics::log_config(&broker.config, &t.configs).compact {
+                            for p in &t.partitions {
+                                p.compact(now).await;
+                            }
+                        }
                     }
                 }
                 _ = flush.tick(), if flush_ms >= 0 => {

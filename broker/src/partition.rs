@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use eddy_protocol::batch::BatchHeader;
-use eddy_storage::{LogReader, PartitionLog, StorageError};
+use eddy_storage::{CompactedSegments, CompactionPlan, LogReader, PartitionLog, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::producers::{ProducerState, SeqCheck};
@@ -54,6 +54,12 @@ enum Op {
     Retention {
         now_ms: i64,
     },
+    /// Start cleaning (compacted topics): plan on the writer, run off it.
+    Compact {
+        now_ms: i64,
+    },
+    /// A cleaning run finished: swap its segments in (quick, on the writer).
+    InstallCompaction(Box<CompactedSegments>),
     /// The last sequence an idempotent producer wrote here (pipelines resume with it).
     LastSequence {
         producer_id: i64,
@@ -116,7 +122,17 @@ impl Partition {
         let (end_tx, end) = watch::channel(log.log_end_offset());
         let handle = tokio::runtime::Handle::current();
         let shared = Arc::clone(&reader);
-        handle.spawn(writer(log, state, dir, rx, end_tx, name, shared));
+        // The writer hands finished cleaning runs back to itself; a weak sender does not keep
+        // the partition alive once every handle is gone.
+        let own = tx.downgrade();
+        let ctx = WriterCtx {
+            dir,
+            end_tx,
+            name,
+            reader: shared,
+            own,
+        };
+        handle.spawn(writer(log, state, rx, ctx));
         Arc::new(Partition {
             index,
             tx,
@@ -167,6 +183,11 @@ impl Partition {
         rx.await.map_err(|_| PartitionError::Closed)?
     }
 
+    /// Asks the writer to clean the log if its topic is compacted and there is work.
+    pub(crate) async fn compact(&self, now_ms: i64) {
+        let _ = self.tx.send(Op::Compact { now_ms }).await;
+    }
+
     pub(crate) async fn enforce_retention(&self, now_ms: i64) {
         let _ = self.tx.send(Op::Retention { now_ms }).await;
     }
@@ -198,15 +219,33 @@ impl Partition {
     }
 }
 
+/// What the writer task works with besides the log and its queue.
+struct WriterCtx {
+    /// Partition directory (producer-state snapshot).
+    dir: PathBuf,
+    /// Publishes the log end offset after each round.
+    end_tx: watch::Sender<i64>,
+    /// `topic-partition`, for logs.
+    name: String,
+    /// The handle's reader, replaced when a failed log is reopened.
+    reader: Arc<RwLock<LogReader>>,
+    /// The writer's own queue, for finished cleaning runs.
+    own: mpsc::WeakSender<Op>,
+}
+
 async fn writer(
     log: PartitionLog,
     state: ProducerState,
-    dir: PathBuf,
     mut rx: mpsc::Receiver<Op>,
-    end_tx: watch::Sender<i64>,
-    name: String,
-    reader: Arc<RwLock<LogReader>>,
+    ctx: WriterCtx,
 ) {
+    let WriterCtx {
+        dir,
+        end_tx,
+        name,
+        reader,
+        own,
+    } = ctx;
     let mut log = Some((log, state));
     let mut close_reply: Option<oneshot::Sender<()>> = None;
     // When the next attempt to reopen a failed log is due.
@@ -250,8 +289,11 @@ async fn writer(
         let end = end_tx.clone();
         let name2 = name.clone();
         match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2)).await {
-            Ok((l, st, close)) => {
+            Ok((l, st, close, plan)) => {
                 log = Some((l, st));
+                if let Some(plan) = plan {
+                    spawn_cleaner(plan, own.clone(), name.clone());
+                }
                 if close.is_some() {
                     close_reply = close;
                     rx.close();
@@ -346,19 +388,52 @@ fn fail_all(ops: Vec<Op>, name: &str) {
             Op::Close { reply } => {
                 let _ = reply.send(());
             }
-            Op::Retention { .. } | Op::Flush | Op::LastSequence { .. } => {}
+            Op::Retention { .. }
+            | Op::Flush
+            | Op::LastSequence { .. }
+            | Op::Compact { .. }
+            | Op::InstallCompaction(_) => {}
         }
     }
 }
 
-/// One round on the blocking pool. Returns the log and the close request, if any.
+/// Runs a cleaning plan on the blocking pool, off the writer (appends and fetches go on), and
+/// queues the result for installation.
+fn spawn_cleaner(plan: CompactionPlan, own: mpsc::WeakSender<Op>, name: String) {
+    tokio::spawn(async move {
+        let segments = plan.segment_count();
+        match tokio::task::spawn_blocking(move || plan.run()).await {
+            Ok(Ok(done)) => {
+                if let Some(tx) = own.upgrade() {
+                    let _ = tx.send(Op::InstallCompaction(Box::new(done))).await;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(partition = %name, segments, error = %e, "log cleaning failed")
+            }
+            Err(e) => tracing::error!(partition = %name, error = %e, "log cleaning panicked"),
+        }
+    });
+}
+
+/// What one round produced besides its answers.
+type RoundResult = (
+    PartitionLog,
+    ProducerState,
+    Option<oneshot::Sender<()>>,
+    Option<CompactionPlan>,
+);
+
+/// One round on the blocking pool. Returns the log, the close request and a cleaning plan to
+/// run, if any.
 fn round(
     mut log: PartitionLog,
     mut state: ProducerState,
     ops: Vec<Op>,
     end: &watch::Sender<i64>,
     name: &str,
-) -> (PartitionLog, ProducerState, Option<oneshot::Sender<()>>) {
+) -> RoundResult {
+    let mut plan = None;
     let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, Appended)> = Vec::new();
     let mut want_flush = false;
     let mut close = None;
@@ -393,6 +468,20 @@ fn round(
                 Ok(report) => tracing::debug!(partition = %name, ?report, "retention pass"),
                 Err(e) => tracing::error!(partition = %name, error = %e, "retention failed"),
             },
+            Op::Compact { now_ms } => {
+                if plan.is_none() {
+                    plan = log.compaction_plan(now_ms);
+                }
+            }
+            Op::InstallCompaction(done) => match log.install_compaction(*done) {
+                Ok(report) if report.discarded => {
+                    tracing::info!(partition = %name, %report, "cleaning result discarded")
+                }
+                Ok(report) => tracing::info!(partition = %name, %report, "log cleaned"),
+                Err(e) => {
+                    tracing::error!(partition = %name, error = %e, "installing cleaned segments failed")
+                }
+            },
             Op::LastSequence { producer_id, reply } => {
                 let _ = reply.send(state.last_sequence(producer_id));
             }
@@ -421,7 +510,7 @@ fn round(
             }
         }
     }
-    (log, state, close)
+    (log, state, close, plan)
 }
 
 /// Sequence checks for idempotent producers, then the append.

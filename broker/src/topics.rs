@@ -94,7 +94,12 @@ pub(crate) fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, Str
             .unwrap_or(-1)
     };
     let unlimited = |v: i64| if v < 0 { None } else { Some(v) };
+    let policy = config::topic_value(broker, overrides, "cleanup.policy");
     LogConfig {
+        compact: policy.contains("compact"),
+        delete: policy.contains("delete"),
+        delete_retention_ms: long("delete.retention.ms").max(0),
+        min_compaction_lag_ms: long("min.compaction.lag.ms").max(0),
         segment_bytes: long("segment.bytes").max(1024) as u64,
         segment_ms: unlimited(long("segment.ms")),
         retention_ms: unlimited(long("retention.ms")),
@@ -171,12 +176,19 @@ impl Topics {
                     _ => continue,
                 }
                 let text = fs::read(&path).map_err(|e| BrokerError::io("read", &path, e))?;
-                let meta: TopicMeta = serde_json::from_slice(&text).map_err(|e| {
+                let mut meta: TopicMeta = serde_json::from_slice(&text).map_err(|e| {
                     BrokerError::Internal(format!(
                         "topic metadata {} is unreadable: {e}",
                         path.display()
                     ))
                 })?;
+                if is_internal(&meta.name) {
+                    // Data directories from before compaction existed: the offsets topic is
+                    // always compacted.
+                    meta.configs
+                        .entry("cleanup.policy".to_string())
+                        .or_insert_with(|| "compact".to_string());
+                }
                 metas.push(meta);
             }
             let known: std::collections::HashSet<String> = metas

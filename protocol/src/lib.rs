@@ -6,5 +6,6 @@
 pub mod apis;
 pub mod batch;
 pub mod codec;
+pub mod compress;
 
 pub use kafka_protocol;

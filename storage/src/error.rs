@@ -51,7 +51,7 @@ pub enum StorageError {
     /// flush can be trusted; retrying would hide data loss.
     #[error(
         "the log in {dir} stopped accepting writes after an earlier I/O failure ({cause}); \
-         fix the disk and reopen the log (restart the broker) to recover from its files"
+         once the disk works, reopening the log recovers it from its files (the broker retries every second)"
     )]
     Failed {
         /// The partition directory.
@@ -63,6 +63,15 @@ pub enum StorageError {
     #[error("the record batch cannot be appended: {reason}; the producer sent a malformed batch")]
     InvalidBatch {
         /// What is wrong with it.
+        reason: String,
+    },
+    /// Compaction could not produce or install its output. The log itself is unchanged (or,
+    /// if the failure came from the disk while installing, latched as for any write failure).
+    #[error("compaction of {dir} did not complete: {reason}; the log keeps its uncompacted data")]
+    Compaction {
+        /// The partition directory.
+        dir: PathBuf,
+        /// What went wrong.
         reason: String,
     },
     /// A single batch larger than a segment can address (positions are 32-bit).

@@ -10,10 +10,14 @@
 //! - [`PartitionLog`] is the single writer: [`append`](PartitionLog::append) (page cache),
 //!   [`flush`](PartitionLog::flush) (fsync), retention, DeleteRecords, [`close`](PartitionLog::close).
 //! - [`LogReader`] reads concurrently from any thread and never waits for an fsync.
+//! - Compaction (`cleanup.policy=compact`) in three steps so the heavy part runs off the
+//!   writer: [`PartitionLog::compaction_plan`], [`CompactionPlan::run`],
+//!   [`PartitionLog::install_compaction`].
 //! - All file I/O goes through [`Io`]/[`IoFile`]: [`StdIo`] for real files, [`sim::SimIo`] to
 //!   inject faults and simulate crashes in tests.
 
 mod checkpoint;
+mod compaction;
 mod config;
 mod error;
 mod index;
@@ -29,6 +33,7 @@ mod segment;
 pub mod sim;
 mod timeindex;
 
+pub use compaction::{CompactedSegments, CompactionPlan, CompactionReport};
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use io::{Io, IoFile, OpenMode, StdIo};
@@ -46,6 +51,8 @@ mod tests {
     #[test]
     fn writer_is_send_and_readers_are_send_and_sync() {
         assert_send::<crate::PartitionLog>();
+        assert_send::<crate::CompactionPlan>();
+        assert_send::<crate::CompactedSegments>();
         assert_send_sync::<crate::LogReader>();
         assert_send_sync::<crate::sim::SimIo>();
     }

@@ -109,6 +109,8 @@ pub struct PartitionLog {
     pub(crate) active_synced_pos: u64,
     /// The first write/fsync failure; once set, every mutation fails until reopened.
     pub(crate) failed: Option<String>,
+    /// Whether a compaction is outstanding and what the last one left clean.
+    pub(crate) compaction: crate::compaction::CompactionState,
 }
 
 impl PartitionLog {
@@ -328,11 +330,16 @@ impl PartitionLog {
         LogReader::new(Arc::clone(&self.shared))
     }
 
-    /// Replaces the settings; they apply from the next append or retention run.
+    /// Replaces the settings; they apply from the next append, retention run or compaction
+    /// plan.
     pub fn set_config(&mut self, config: LogConfig) {
         self.active
             .builder
             .set_interval(config.index_interval_bytes);
+        if config != self.config {
+            // Other compaction settings may remove more than the last run did.
+            self.compaction.forget();
+        }
         self.config = config;
     }
 

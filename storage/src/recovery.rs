@@ -15,6 +15,7 @@ use std::sync::Arc;
 use eddy_protocol::batch::BatchHeader;
 
 use crate::checkpoint::{self, Checkpoint, Loaded};
+use crate::compaction::CompactionState;
 use crate::config::{LogConfig, MAX_SEGMENT_BYTES};
 use crate::error::{Result, StorageError};
 use crate::index::{IndexBuilder, IndexBytes, OffsetIndex};
@@ -66,8 +67,12 @@ pub struct RecoveryReport {
     pub indexes_rebuilt: Vec<i64>,
     /// Segments deleted because they no longer continue the log.
     pub segments_deleted: Vec<RemovedSegment>,
-    /// Leftover temporary or orphaned files that were removed.
+    /// Leftover temporary or orphaned files that were removed (including the output of a
+    /// compaction interrupted before it committed).
     pub stray_files_removed: Vec<PathBuf>,
+    /// Base offsets of cleaned segments whose installation, interrupted after it committed,
+    /// was finished (see "Compaction" in docs/storage.md).
+    pub compaction_swaps_completed: Vec<i64>,
     /// Whether a new, empty segment had to be created.
     pub created_segment: bool,
     pub log_start_offset: i64,
@@ -90,6 +95,13 @@ impl fmt::Display for RecoveryReport {
         }
         for p in &self.stray_files_removed {
             write!(f, " Removed leftover file {}.", p.display())?;
+        }
+        if !self.compaction_swaps_completed.is_empty() {
+            write!(
+                f,
+                " Finished installing compacted segment(s) {:?} after an interruption.",
+                self.compaction_swaps_completed
+            )?;
         }
         if !self.segments_trusted.is_empty() {
             write!(
@@ -151,13 +163,14 @@ impl fmt::Display for RecoveryReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Log,
     Index,
     TimeIndex,
 }
 
-fn parse_name(name: &str) -> Option<(i64, Kind)> {
+/// Base offset and kind of a segment file name (`<20 digits>.log|index|timeindex`).
+pub(crate) fn parse_name(name: &str) -> Option<(i64, Kind)> {
     let (stem, ext) = name.split_once('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -171,8 +184,9 @@ fn parse_name(name: &str) -> Option<(i64, Kind)> {
     Some((stem.parse().ok()?, kind))
 }
 
-/// Files a crash can leave behind: our checkpoint temp file, and Kafka-style
-/// `.cleaned`/`.swap`/`.deleted` leftovers (never produced here, removed if found).
+/// Files a crash can leave behind: our checkpoint temp file, and Kafka-style `.deleted`
+/// leftovers (never produced here, removed if found). Compaction's `.cleaned`/`.swap` files
+/// are handled before this by `compaction::recover_interrupted`; any still here are junk.
 fn is_stray(name: &str) -> bool {
     [".tmp", ".cleaned", ".swap", ".deleted"]
         .iter()
@@ -294,6 +308,7 @@ fn load_trusted(
     };
     let mut max_ts = ti.last().map_or(NO_TIMESTAMP, |e| e.max_ts);
     let mut walker = Walker::new(&*log, start, len, 256 * 1024);
+    let mut first = true;
     loop {
         match walker
             .next(true)
@@ -304,12 +319,18 @@ fn load_trusted(
                 return Ok(Err(format!("the batch at byte {pos} is invalid: {reason}")))
             }
             Step::Batch(b) => {
-                if b.base_offset != expected {
+                // The indexed batch must have exactly the indexed offset; after it, a sealed
+                // segment may have gaps left by compaction (the active one never has).
+                let exact = !sealed || (first && start > 0);
+                if !offset_follows(b.base_offset, expected, exact) {
                     return Ok(Err(format!(
-                        "the batch at byte {} has offset {} where {expected} was expected",
-                        b.pos, b.base_offset
+                        "the batch at byte {} has offset {} where {}{expected} was expected",
+                        b.pos,
+                        b.base_offset,
+                        if exact { "" } else { "at least " }
                     )));
                 }
+                first = false;
                 expected = b.last_offset + 1;
                 max_ts = max_ts.max(b.max_ts);
             }
@@ -332,8 +353,20 @@ fn load_trusted(
     }))
 }
 
-/// Reads the whole segment, checking every batch (framing, magic, CRC-32C, contiguous
-/// offsets); truncates at the first bad one and rebuilds both indexes.
+/// Whether a batch at `offset` may follow a batch ending just before `expected`: exactly there
+/// (`exact`: the active segment, or an indexed batch), or anywhere after (a sealed segment,
+/// which compaction may have left with gaps; offsets still strictly increase).
+fn offset_follows(offset: i64, expected: i64, exact: bool) -> bool {
+    if exact {
+        offset == expected
+    } else {
+        offset >= expected
+    }
+}
+
+/// Reads the whole segment, checking every batch (framing, magic, CRC-32C, offsets: contiguous
+/// in the active segment, strictly increasing in sealed ones); truncates at the first bad one
+/// and rebuilds both indexes.
 fn validate(
     cx: &Ctx<'_>,
     base: i64,
@@ -368,15 +401,20 @@ fn validate(
             Step::End => break None,
             Step::Invalid { pos, reason } => break Some((pos, reason)),
             Step::Batch(b) => {
-                if b.base_offset != expected {
-                    break Some((
-                        b.pos,
+                if !offset_follows(b.base_offset, expected, !sealed) {
+                    let offset = b.base_offset;
+                    let reason = if sealed {
                         format!(
-                            "the batch has offset {} where {expected} was expected (offsets must \
-                             continue the previous batch)",
-                            b.base_offset
-                        ),
-                    ));
+                            "the batch has offset {offset} where at least {expected} was \
+                             expected (offsets must increase)"
+                        )
+                    } else {
+                        format!(
+                            "the batch has offset {offset} where {expected} was expected \
+                             (offsets must continue the previous batch)"
+                        )
+                    };
+                    break Some((b.pos, reason));
                 }
                 let rel = b.base_offset - base;
                 if b.last_offset - base > i64::from(u32::MAX) {
@@ -476,6 +514,7 @@ pub(crate) fn open(
         dir: dir.to_path_buf(),
         ..RecoveryReport::default()
     };
+    crate::compaction::recover_interrupted(&*io, dir, &mut report)?;
     let names = io
         .list_dir(dir)
         .map_err(|e| StorageError::io("list directory", dir, e))?;
@@ -627,6 +666,7 @@ pub(crate) fn open(
         dir_dirty: false,
         active_synced_pos: log_end_pos,
         failed: None,
+        compaction: CompactionState::default(),
     };
     if !report.truncations.is_empty() || !report.segments_deleted.is_empty() {
         tracing::warn!(dir = %dir.display(), "{report}");

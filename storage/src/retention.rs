@@ -78,6 +78,7 @@ impl PartitionLog {
     /// `now_ms`) or beyond `retention_bytes` (oldest first, while the rest still meets the
     /// limit), and segments wholly below the log start offset. The active segment is only
     /// deleted (after rolling a new, empty one) when all of its data has expired by time.
+    /// With `config.delete` false (a compact-only topic) only the last kind is deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport> {
         self.check_ok()?;
         self.retention_inner(now_ms).inspect_err(|e| self.latch(e))
@@ -92,7 +93,10 @@ impl PartitionLog {
             reasons.push(RetentionReason::LogStart);
         }
         let mut roll_active = false;
-        if let Some(ms) = self.config.retention_ms {
+        // `delete: false` (cleanup.policy=compact alone): only DeleteRecords removes data.
+        let retention_ms = self.config.retention_ms.filter(|_| self.config.delete);
+        let retention_bytes = self.config.retention_bytes.filter(|_| self.config.delete);
+        if let Some(ms) = retention_ms {
             let cutoff = now_ms.saturating_sub(ms);
             while reasons.len() < n {
                 let k = reasons.len();
@@ -111,7 +115,7 @@ impl PartitionLog {
                 reasons.push(RetentionReason::Time);
             }
         }
-        if let Some(limit) = self.config.retention_bytes {
+        if let Some(limit) = retention_bytes {
             let mut total: u64 = self.segments[reasons.len()..]
                 .iter()
                 .map(|s| s.committed_pos())

@@ -37,6 +37,26 @@ impl SegmentPaths {
             timeindex: dir.join(format!("{stem}.timeindex")),
         }
     }
+
+    /// The same three paths with `suffix` appended (`.cleaned`, `.swap`: compaction's
+    /// temporary names).
+    pub(crate) fn with_suffix(&self, suffix: &str) -> Self {
+        let add = |p: &Path| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        SegmentPaths {
+            log: add(&self.log),
+            index: add(&self.index),
+            timeindex: add(&self.timeindex),
+        }
+    }
+
+    /// Log first: the order in which files are deleted or renamed (see `retention.rs`).
+    pub(crate) fn all(&self) -> [&Path; 3] {
+        [&self.log, &self.index, &self.timeindex]
+    }
 }
 
 /// Both indexes of a segment, behind one lock. The lock is only ever held for a binary search
@@ -159,11 +179,14 @@ impl Segment {
     }
 
     /// Walks batch headers from the indexed position at or below `offset` and returns the
-    /// batch containing `offset`, if it is below `limit`.
+    /// first batch whose last offset is `>= offset`, if it is below `limit`. That is the batch
+    /// containing `offset`, or, when `offset` falls in a gap a compaction left, the next batch
+    /// after the gap (what a Kafka fetch at that offset returns).
     pub(crate) fn locate(&self, offset: i64, limit: u64) -> Result<Option<BatchInfo>> {
-        let (_, start) = self.floor_position(offset);
+        let (indexed, start) = self.floor_position(offset);
         let start = start.min(limit);
         let mut walker = Walker::new(&*self.log, start, limit, 16 * 1024);
+        let mut first = true;
         loop {
             match walker.next(false).map_err(|e| self.read_error(e))? {
                 Step::End => return Ok(None),
@@ -174,21 +197,26 @@ impl Segment {
                         reason,
                     })
                 }
-                Step::Batch(b) if b.last_offset >= offset => {
-                    if b.base_offset > offset {
+                Step::Batch(b) => {
+                    // An index entry must point at the batch of exactly its offset (position 0
+                    // has no entry: the first batch may start after the base in a compacted
+                    // segment).
+                    if first && start > 0 && b.base_offset != indexed {
                         return Err(StorageError::Corrupt {
                             path: self.paths.log.clone(),
                             position: b.pos,
                             reason: format!(
-                                "offset {offset} should be at or after byte {start} but the \
-                                 batch there starts at offset {}",
+                                "the offset index says offset {indexed} starts at byte {start} \
+                                 but the batch there starts at offset {}",
                                 b.base_offset
                             ),
                         });
                     }
-                    return Ok(Some(b));
+                    first = false;
+                    if b.last_offset >= offset {
+                        return Ok(Some(b));
+                    }
                 }
-                Step::Batch(_) => {}
             }
         }
     }
@@ -281,6 +309,15 @@ impl<'a> Walker<'a> {
     fn slice(&self, pos: u64, len: usize) -> &[u8] {
         let at = (pos - self.buf_start) as usize;
         &self.buf[at..at + len]
+    }
+
+    /// The whole bytes of the batch just returned by `next(true)` (which reads it whole into
+    /// the buffer to check its CRC); `None` if it is no longer buffered.
+    pub(crate) fn batch_bytes(&self, b: &BatchInfo) -> Option<&[u8]> {
+        let start = b.pos.checked_sub(self.buf_start)?;
+        let start = usize::try_from(start).ok()?;
+        let end = start.checked_add(usize::try_from(b.size).ok()?)?;
+        self.buf.get(start..end)
     }
 
     /// The next batch. With `verify`, the whole batch is read and its CRC checked.

@@ -1,6 +1,7 @@
 //! An in-memory file system for tests: it remembers what was made durable (file data by
 //! `sync_data`, directory entries by `sync_dir`), can simulate a crash that loses the rest
-//! (optionally tearing the last write at a chosen byte), and can fail the Nth write or sync.
+//! (optionally tearing the last write at a chosen byte), and can fail the Nth write, sync,
+//! rename or remove (a failed rename or remove changes nothing).
 //!
 //! It has no memory maps, so the log loads sealed indexes into memory when running on it.
 
@@ -44,8 +45,12 @@ struct State {
 struct Control {
     writes: u64,
     syncs: u64,
+    renames: u64,
+    removes: u64,
     fail_write_at: Option<u64>,
     fail_sync_at: Option<u64>,
+    fail_rename_at: Option<u64>,
+    fail_remove_at: Option<u64>,
     last_write: Option<LastWrite>,
 }
 
@@ -105,11 +110,22 @@ impl SimIo {
         c.fail_sync_at = Some(c.syncs + n);
     }
 
+    /// Makes the `n`th `rename` from now (1 = the next one) fail, leaving both names as
+    /// they were.
+    pub fn fail_nth_rename(&self, n: u64) {
+        let mut c = lock(&self.control);
+        c.fail_rename_at = Some(c.renames + n);
+    }
+
+    /// Makes the `n`th `remove` from now (1 = the next one) fail, leaving the file in place.
+    pub fn fail_nth_remove(&self, n: u64) {
+        let mut c = lock(&self.control);
+        c.fail_remove_at = Some(c.removes + n);
+    }
+
     /// Disarms injected faults.
     pub fn clear_faults(&self) {
-        let mut c = lock(&self.control);
-        c.fail_write_at = None;
-        c.fail_sync_at = None;
+        lock(&self.control).disarm();
     }
 
     /// How many `write_at` calls have been made so far.
@@ -120,6 +136,16 @@ impl SimIo {
     /// How many syncs have been made so far.
     pub fn sync_count(&self) -> u64 {
         lock(&self.control).syncs
+    }
+
+    /// How many renames have been attempted so far.
+    pub fn rename_count(&self) -> u64 {
+        lock(&self.control).renames
+    }
+
+    /// How many removes have been attempted so far.
+    pub fn remove_count(&self) -> u64 {
+        lock(&self.control).removes
     }
 
     /// Simulates a crash. Handles opened before it keep working on detached copies, so a
@@ -173,8 +199,7 @@ impl SimIo {
         }
         state.live = fresh.clone();
         state.durable = fresh;
-        control.fail_write_at = None;
-        control.fail_sync_at = None;
+        control.disarm();
     }
 
     /// A copy of the current (not necessarily synced) contents of `path`.
@@ -211,6 +236,31 @@ impl SimIo {
         state.live.remove(path);
         state.durable.remove(path);
     }
+}
+
+impl Control {
+    fn disarm(&mut self) {
+        self.fail_write_at = None;
+        self.fail_sync_at = None;
+        self.fail_rename_at = None;
+        self.fail_remove_at = None;
+    }
+}
+
+/// Counts a rename or remove and fails it if armed.
+fn check_dir_op(control: &Mutex<Control>, rename: bool) -> io::Result<()> {
+    let mut c = lock(control);
+    let (count, armed) = if rename {
+        c.renames += 1;
+        (c.renames, c.fail_rename_at)
+    } else {
+        c.removes += 1;
+        (c.removes, c.fail_remove_at)
+    };
+    if armed == Some(count) {
+        return Err(injected(if rename { "rename" } else { "remove" }));
+    }
+    Ok(())
 }
 
 impl SimFile {
@@ -322,6 +372,7 @@ impl Io for SimIo {
         Ok(Arc::new(file))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
+        check_dir_op(&self.control, false)?;
         let mut state = lock(&self.state);
         state
             .live
@@ -330,6 +381,7 @@ impl Io for SimIo {
             .ok_or_else(|| not_found(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        check_dir_op(&self.control, true)?;
         let mut state = lock(&self.state);
         let file = state.live.remove(from).ok_or_else(|| not_found(from))?;
         state.live.insert(to.to_path_buf(), file);

@@ -63,6 +63,9 @@ impl Coordinator {
             None => {
                 let mut cfg = BTreeMap::new();
                 cfg.insert("retention.ms".to_string(), "-1".to_string());
+                // As in Kafka: the latest commit per (group, partition) and the latest group
+                // metadata are all that replay needs; the cleaner drops the rest.
+                cfg.insert("cleanup.policy".to_string(), "compact".to_string());
                 cfg.insert("segment.bytes".to_string(), "104857600".to_string());
                 match topics.create(OFFSETS_TOPIC, 1, cfg, false).await {
                     Ok(t) => t,

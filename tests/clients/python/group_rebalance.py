@@ -97,10 +97,12 @@ def main():
 
     produce(3000, "a")
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
+    # One queue per member: a member killed with SIGKILL while putting to a shared queue
+    # would leave its lock held and silence every other member.
+    queues = {n: ctx.Queue() for n in ("m1", "m2", "m3")}
     procs = {}
     for n in ("m1", "m2", "m3"):
-        pr = ctx.Process(target=member, args=(bootstrap, topic, group, strategy, n, events), daemon=True)
+        pr = ctx.Process(target=member, args=(bootstrap, topic, group, strategy, n, queues[n]), daemon=True)
         pr.start()
         procs[n] = pr
 
@@ -108,10 +110,25 @@ def main():
     consumed = {i: set() for i in range(PARTITIONS)}
     history = []
 
+    def next_event(timeout):
+        t_end = time.time() + timeout
+        while True:
+            for n, q in queues.items():
+                if n == "m3" and "m3" in killed:
+                    continue
+                try:
+                    return q.get_nowait()
+                except queue.Empty:
+                    pass
+            if time.time() >= t_end:
+                return None
+            time.sleep(0.005)
+
+    killed = set()
+
     def pump(timeout):
-        try:
-            ev = events.get(timeout=timeout)
-        except queue.Empty:
+        ev = next_event(timeout)
+        if ev is None:
             return
         kind, name, a, b = ev
         if kind in ("assign", "revoke"):
@@ -141,6 +158,7 @@ def main():
     hist_mark = len(history)
 
     os.kill(procs["m3"].pid, signal.SIGKILL)
+    killed.add("m3")
     killed_at = time.time()
     owned.pop("m3", None)
     produce(3000, "b")
