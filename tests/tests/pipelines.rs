@@ -357,3 +357,54 @@ fn local_and_remote_runs_of_one_plan_give_identical_output() -> Result<()> {
     }
     Ok(())
 }
+
+/// A pipeline that cannot run (its output topic is missing) is reported as failed with the
+/// reason, retried, and never disturbs the broker or the other pipelines.
+#[test]
+fn a_failing_pipeline_is_reported_and_the_broker_keeps_serving() -> Result<()> {
+    let broker = Broker::start()?;
+    setup(&broker)?;
+    let bad = SPEC
+        .replace("\"per-user\"", "\"broken\"")
+        .replace("per-user-counts", "no-such-topic");
+    let path = broker
+        .data_dir()
+        .parent()
+        .context("parent")?
+        .join("broken.json");
+    std::fs::write(&path, bad)?;
+    let mut c = Command::new(eddy_bin());
+    c.args(["pipeline", "create", "-f"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(broker.data_dir());
+    run_ok(c, Duration::from_secs(30), "eddy pipeline create")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let mut c = Command::new(eddy_bin());
+        c.args(["pipeline", "describe", "broken", "--data-dir"])
+            .arg(broker.data_dir());
+        let s: serde_json::Value =
+            serde_json::from_slice(&run_ok(c, Duration::from_secs(30), "describe")?.stdout)?;
+        if s["state"] == "failed" || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(status["state"], "failed", "{status}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-topic"),
+        "{status}"
+    );
+    // The good pipeline and the broker carry on.
+    let (base, n) = (base_ts(), 1_000);
+    for p in 0..PARTITIONS {
+        produce(&broker, "clicks", p, &events(base, p, n))?;
+    }
+    let rows = wait_for_rows(&broker, expected(base, n).len(), Duration::from_secs(60))?;
+    check_exact(&rows, base, n)?;
+    Ok(())
+}
