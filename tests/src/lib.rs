@@ -418,3 +418,75 @@ macro_rules! require_clients {
         }
     };
 }
+
+/// An `eddy` client command against `broker` (`eddy -b HOST:PORT ARGS...`).
+pub fn eddy_cmd(broker: &Broker, args: &[&str]) -> Command {
+    let mut c = Command::new(eddy_bin());
+    c.arg("-b").arg(broker.bootstrap()).args(args);
+    c
+}
+
+/// Runs `cmd` with `input` on its stdin; fails with its stderr unless it exits 0.
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
+/// Reads `value offset` lines written by the producer clients for acknowledged records.
+pub fn read_acked(path: &Path) -> Result<Vec<(String, i64)>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(|l| {
+            let (v, o) = l.rsplit_once(' ')?;
+            Some((v.to_string(), o.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Checks that every acknowledged `(value, offset)` is in partition 0 of `topic` exactly
+/// once, at its offset. `value_of` maps a stored value to the form the producer recorded.
+/// Returns the values in log order.
+pub fn check_acked_present(
+    broker: &Broker,
+    topic: &str,
+    acked: &[(String, i64)],
+    value_of: impl Fn(&str) -> String,
+) -> Result<Vec<String>> {
+    let dump = python_script(broker, "dump_topic.py", &[topic], Duration::from_secs(120))?;
+    let mut at: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut count: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for line in String::from_utf8(dump.stdout)?.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let off: i64 = f.get(1).context("offset column")?.parse()?;
+        let v = value_of(f.get(4).context("value column")?);
+        *count.entry(v.clone()).or_default() += 1;
+        order.push(v.clone());
+        at.insert(off, v);
+    }
+    for (v, off) in acked {
+        if at.get(off) != Some(v) {
+            bail!(
+                "acknowledged {v} at offset {off}; the log has {:?} there",
+                at.get(off)
+            );
+        }
+        if count.get(v) != Some(&1) {
+            bail!("acknowledged {v} appears {:?} times", count.get(v));
+        }
+    }
+    Ok(order)
+}

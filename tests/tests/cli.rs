@@ -1,34 +1,17 @@
 //! The `eddy` client CLI: round trips with kcat both ways, `eddy bench` JSON, clear errors.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use eddy_e2e::{eddy_bin, require_clients, run, run_ok, Broker};
+use anyhow::{bail, Result};
+use eddy_e2e::{eddy_bin, eddy_cmd, require_clients, run, run_ok, run_with_stdin, Broker};
 
 fn eddy(broker: &Broker, args: &[&str]) -> Command {
-    let mut c = Command::new(eddy_bin());
-    c.arg("-b").arg(broker.bootstrap()).args(args);
-    c
+    eddy_cmd(broker, args)
 }
 
-fn with_stdin(mut cmd: Command, input: &str) -> Result<std::process::Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(out)
+fn with_stdin(cmd: Command, input: &str) -> Result<std::process::Output> {
+    run_with_stdin(cmd, input)
 }
 
 #[test]

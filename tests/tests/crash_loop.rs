@@ -7,7 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{client_script, eddy_bin, python, python_script, require_clients, run_ok, Broker};
+use eddy_e2e::{
+    check_acked_present, client_script, eddy_bin, python, read_acked, require_clients, run_ok,
+    Broker,
+};
 
 #[test]
 fn twenty_kill9s_lose_nothing_acknowledged() -> Result<()> {
@@ -60,47 +63,14 @@ fn twenty_kill9s_lose_nothing_acknowledged() -> Result<()> {
     )?;
     eprintln!("{}", String::from_utf8_lossy(&check.stdout));
     broker.restart()?;
-    let acked: Vec<(String, i64)> = std::fs::read_to_string(&acked_path)?
-        .lines()
-        .filter_map(|l| {
-            let (v, o) = l.split_once(' ')?;
-            Some((v.to_string(), o.parse().ok()?))
-        })
-        .collect();
+    let acked = read_acked(&acked_path)?;
     if acked.len() < 500 {
         bail!(
             "only {} records acknowledged over {rounds} rounds; too few to mean anything",
             acked.len()
         );
     }
-    let out = python_script(
-        &broker,
-        "dump_topic.py",
-        &["loop-topic"],
-        Duration::from_secs(120),
-    )?;
-    let mut at: HashMap<i64, String> = HashMap::new();
-    let mut count: HashMap<String, u32> = HashMap::new();
-    let mut order = Vec::new();
-    for line in String::from_utf8(out.stdout)?.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let off: i64 = f[1].parse()?;
-        let v = f[4].to_string();
-        *count.entry(v.clone()).or_default() += 1;
-        order.push(v.clone());
-        at.insert(off, v);
-    }
-    for (v, off) in &acked {
-        if at.get(off) != Some(v) {
-            bail!(
-                "acknowledged {v} at offset {off}; the log has {:?} there",
-                at.get(off)
-            );
-        }
-        if count.get(v) != Some(&1) {
-            bail!("acknowledged {v} appears {:?} times", count.get(v));
-        }
-    }
+    let order = check_acked_present(&broker, "loop-topic", &acked, str::to_string)?;
     // Within each round, values appear in send order.
     let mut last: HashMap<String, u64> = HashMap::new();
     for v in &order {

@@ -5,12 +5,13 @@
 //! Runs the broker on a small tmpfs, which needs permission to mount (root in the CI
 //! container); where mounting is refused the test says so and passes without running.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{eddy_bin, python_script, require_clients, run_ok, Broker};
+use eddy_e2e::{
+    check_acked_present, eddy_bin, python_script, read_acked, require_clients, run_ok, Broker,
+};
 
 struct Mount(std::path::PathBuf);
 
@@ -110,43 +111,15 @@ fn disk_full_answers_storage_error_and_recovers_when_space_returns() -> Result<(
     let report = run_ok(check, Duration::from_secs(60), "eddy check")?;
     eprintln!("{}", String::from_utf8_lossy(&report.stdout));
     broker.restart()?;
-    let acked: Vec<(String, i64)> = std::fs::read_to_string(&acked)?
-        .lines()
-        .filter_map(|l| {
-            let (v, o) = l.rsplit_once(' ')?;
-            Some((v.to_string(), o.parse().ok()?))
-        })
-        .collect();
-    let dump = python_script(
-        &broker,
-        "dump_topic.py",
-        &["full-topic"],
-        Duration::from_secs(120),
-    )?;
-    let mut at: HashMap<i64, String> = HashMap::new();
-    let mut count: HashMap<String, u32> = HashMap::new();
-    for line in String::from_utf8(dump.stdout)?.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let value: String = f[4]
-            .chars()
+    let acked = read_acked(&acked)?;
+    // The producer recorded the first 40 characters of each (padded) value.
+    check_acked_present(&broker, "full-topic", &acked, |v| {
+        v.chars()
             .take(40)
             .collect::<String>()
             .trim_end_matches('.')
-            .to_string();
-        *count.entry(value.clone()).or_default() += 1;
-        at.insert(f[1].parse()?, value);
-    }
-    for (v, off) in &acked {
-        if at.get(off) != Some(v) {
-            bail!(
-                "acknowledged {v} at offset {off}; the log has {:?} there",
-                at.get(off)
-            );
-        }
-        if count.get(v) != Some(&1) {
-            bail!("acknowledged {v} appears {:?} times", count.get(v));
-        }
-    }
+            .to_string()
+    })?;
     eprintln!("{} acknowledged records intact after a full disk; {storage_errors} storage errors while full", acked.len());
     Ok(())
 }

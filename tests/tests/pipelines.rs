@@ -2,41 +2,22 @@
 //! `eddy produce`, checked with `eddy consume`; exactly-once output across SIGKILLs.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{eddy_bin, run_ok, Broker};
+use eddy_e2e::{eddy_bin, eddy_cmd, run_ok, run_with_stdin, Broker};
 
 fn eddy(broker: &Broker, args: &[&str]) -> Command {
-    let mut c = Command::new(eddy_bin());
-    c.arg("-b").arg(broker.bootstrap()).args(args);
-    c
+    eddy_cmd(broker, args)
 }
 
 fn produce(broker: &Broker, topic: &str, partition: i32, lines: &str) -> Result<()> {
-    let mut child = eddy(
+    let cmd = eddy(
         broker,
         &["produce", topic, "--partition", &partition.to_string()],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(lines.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "eddy produce failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    );
+    run_with_stdin(cmd, lines).map(|_| ())
 }
 
 /// Every value in `topic`, read to its current end.
@@ -145,15 +126,20 @@ fn setup(broker: &Broker) -> Result<()> {
             "create topic",
         )?;
     }
-    let spec = broker
+    install(broker, "per-user", SPEC)
+}
+
+/// Writes `spec` to a file and installs it with `eddy pipeline create`.
+fn install(broker: &Broker, name: &str, spec: &str) -> Result<()> {
+    let path = broker
         .data_dir()
         .parent()
         .context("parent")?
-        .join("per-user.json");
-    std::fs::write(&spec, SPEC)?;
+        .join(format!("{name}.json"));
+    std::fs::write(&path, spec)?;
     let mut c = Command::new(eddy_bin());
     c.args(["pipeline", "create", "-f"])
-        .arg(&spec)
+        .arg(&path)
         .arg("--data-dir")
         .arg(broker.data_dir());
     run_ok(c, Duration::from_secs(30), "eddy pipeline create")?;
@@ -161,8 +147,13 @@ fn setup(broker: &Broker) -> Result<()> {
 }
 
 fn describe(broker: &Broker) -> Result<serde_json::Value> {
+    describe_named(broker, "per-user")
+}
+
+/// `eddy pipeline describe NAME` as JSON.
+fn describe_named(broker: &Broker, name: &str) -> Result<serde_json::Value> {
     let mut c = Command::new(eddy_bin());
-    c.args(["pipeline", "describe", "per-user", "--data-dir"])
+    c.args(["pipeline", "describe", name, "--data-dir"])
         .arg(broker.data_dir());
     let out = run_ok(c, Duration::from_secs(30), "eddy pipeline describe")?;
     Ok(serde_json::from_slice(&out.stdout)?)
@@ -367,25 +358,10 @@ fn a_failing_pipeline_is_reported_and_the_broker_keeps_serving() -> Result<()> {
     let bad = SPEC
         .replace("\"per-user\"", "\"broken\"")
         .replace("per-user-counts", "no-such-topic");
-    let path = broker
-        .data_dir()
-        .parent()
-        .context("parent")?
-        .join("broken.json");
-    std::fs::write(&path, bad)?;
-    let mut c = Command::new(eddy_bin());
-    c.args(["pipeline", "create", "-f"])
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(broker.data_dir());
-    run_ok(c, Duration::from_secs(30), "eddy pipeline create")?;
+    install(&broker, "broken", &bad)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        let mut c = Command::new(eddy_bin());
-        c.args(["pipeline", "describe", "broken", "--data-dir"])
-            .arg(broker.data_dir());
-        let s: serde_json::Value =
-            serde_json::from_slice(&run_ok(c, Duration::from_secs(30), "describe")?.stdout)?;
+        let s = describe_named(&broker, "broken")?;
         if s["state"] == "failed" || Instant::now() > deadline {
             break s;
         }
