@@ -211,30 +211,47 @@ struct ValueVisitor;
 
 thread_local! {
     /// Field names seen recently on this thread. Events of a topic repeat the same few keys,
-    /// so sharing one `Arc<str>` per name saves an allocation per field per event (the
-    /// largest single cost of decoding, measured with `eddy bench pipeline` under perf).
-    static KEYS: std::cell::RefCell<std::collections::HashMap<Box<str>, Arc<str>>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// so sharing one `Arc<str>` per name saves an allocation per field per event. A short
+    /// list scanned linearly beats hashing for the handful of names a topic uses.
+    static KEYS: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Bounds the name cache: documents with ever-new keys (maps used as dictionaries) must not
-/// grow it without limit.
-const MAX_INTERNED: usize = 4096;
+/// make every lookup scan a long list.
+const MAX_INTERNED: usize = 64;
+
+/// Deserializes an object key straight into an interned name, without first building an
+/// owned `String` (serde's `Cow<str>` would).
+struct KeySeed;
+
+impl<'de> de::DeserializeSeed<'de> for KeySeed {
+    type Value = Arc<str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Arc<str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Arc<str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+        Ok(intern(v))
+    }
+}
 
 fn intern(name: &str) -> Arc<str> {
-    if name.len() > 64 {
-        return Arc::from(name);
-    }
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
-        if let Some(k) = keys.get(name) {
+        if let Some(k) = keys.iter().find(|k| k.len() == name.len() && ***k == *name) {
             return Arc::clone(k);
         }
         if keys.len() >= MAX_INTERNED {
             keys.clear();
         }
         let k: Arc<str> = Arc::from(name);
-        keys.insert(Box::from(name), Arc::clone(&k));
+        keys.push(Arc::clone(&k));
         k
     })
 }
@@ -277,9 +294,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields: Vec<(Arc<str>, Value)> = Vec::with_capacity(8);
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(k) = map.next_key_seed(KeySeed)? {
             let v = map.next_value()?;
-            fields.push((intern(&k), v));
+            fields.push((k, v));
         }
         Ok(Value::Object(fields))
     }
