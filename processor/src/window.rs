@@ -139,6 +139,8 @@ pub struct WindowAggregate {
     group_names: Vec<Arc<str>>,
     state: State,
     scratch: Vec<(i64, i64)>,
+    /// Reused buffer for the current event's group key.
+    key_buf: String,
 }
 
 impl WindowAggregate {
@@ -165,18 +167,14 @@ impl WindowAggregate {
             group_names,
             state: State::default(),
             scratch: Vec::new(),
+            key_buf: String::new(),
         })
     }
 
     fn group_of(&self, v: &Value) -> (String, Vec<Value>) {
-        let group: Vec<Value> = self
-            .spec
-            .group_by
-            .iter()
-            .map(|p| v.path(p).cloned().unwrap_or(Value::Null))
-            .collect();
-        let key = String::from_utf8(Value::List(group.clone()).to_json()).unwrap_or_default();
-        (key, group)
+        let mut key = String::new();
+        write_group_key(&self.spec.group_by, v, &mut key);
+        (key, group_values(&self.spec.group_by, v))
     }
 
     fn init_accs(&self) -> Vec<Value> {
@@ -239,7 +237,10 @@ impl WindowAggregate {
     fn process_fixed(&mut self, event: Event, out: &mut Collector) {
         let mut windows = std::mem::take(&mut self.scratch);
         self.spec.kind.assign(event.timestamp, &mut windows);
-        let (key, group) = self.group_of(&event.value);
+        // The group key is written into a reused buffer: the hot path (an existing group)
+        // allocates nothing; a new group allocates its key and values once.
+        let mut key = std::mem::take(&mut self.key_buf);
+        write_group_key(&self.spec.group_by, &event.value, &mut key);
         let mut used = false;
         for &(s, e) in &windows {
             if self.expired(e) {
@@ -247,12 +248,17 @@ impl WindowAggregate {
             }
             used = true;
             let fired = self.fired(e);
-            let init = self.init_accs();
             let (_, cells) = self.state.windows.entry((e, s)).or_default();
-            let cell = cells.entry(key.clone()).or_insert_with(|| Cell {
-                group: group.clone(),
-                accs: init,
-            });
+            let cell = match cells.get_mut(key.as_str()) {
+                Some(c) => c,
+                None => {
+                    let cell = Cell {
+                        group: group_values(&self.spec.group_by, &event.value),
+                        accs: self.spec.aggregates.iter().map(|a| a.func.init()).collect(),
+                    };
+                    cells.entry(key.clone()).or_insert(cell)
+                }
+            };
             Self::add(&self.spec.aggregates, &mut cell.accs, &event.value);
             if fired {
                 // A late update within the allowed lateness re-emits the window's result.
@@ -261,6 +267,7 @@ impl WindowAggregate {
                 out.emit(o);
             }
         }
+        self.key_buf = key;
         self.scratch = windows;
         if !used {
             self.late(event, out);
@@ -405,6 +412,31 @@ impl Operator for WindowAggregate {
     fn late_records(&self) -> u64 {
         self.state.late
     }
+}
+
+/// The values of the grouping fields of `v` (null where missing).
+fn group_values(group_by: &[String], v: &Value) -> Vec<Value> {
+    group_by
+        .iter()
+        .map(|p| v.path(p).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Writes the group key of `v` (the JSON array of its grouping values) into `out`.
+fn write_group_key(group_by: &[String], v: &Value, out: &mut String) {
+    out.clear();
+    let mut bytes = std::mem::take(out).into_bytes();
+    bytes.push(b'[');
+    for (i, p) in group_by.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        let field = v.path(p).unwrap_or(&Value::Null);
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut bytes, field);
+    }
+    bytes.push(b']');
+    *out = String::from_utf8(bytes).unwrap_or_default();
 }
 
 /// JSON maps need string keys: store a tuple-keyed map as a list of pairs.
