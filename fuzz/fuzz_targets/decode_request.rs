@@ -1,7 +1,6 @@
 #![no_main]
-//! Any bytes as a request frame: decoding must return Ok or Err, never panic or abort.
+//! Any bytes as a request frame: decoding returns Ok or Err (never panics or aborts), and a
+//! decoded request survives an encode/decode round trip. See `eddy_fuzz::protocol_checks`.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = eddy_protocol::codec::decode_request(bytes::Bytes::copy_from_slice(data));
-});
+fuzz_target!(|data: &[u8]| eddy_fuzz::protocol_checks::decode_request_frame(data));

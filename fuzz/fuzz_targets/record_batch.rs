@@ -1,9 +1,6 @@
 #![no_main]
-//! Any bytes as a produced record batch: validation must never panic.
+//! Any bytes as a record batch: produce validation, stored-batch verification and the record
+//! decoders must never panic and must agree. See `eddy_fuzz::protocol_checks::record_batch`.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(h) = eddy_protocol::batch::BatchHeader::parse(data) {
-        let _ = h.validate_produced();
-    }
-});
+fuzz_target!(|data: &[u8]| eddy_fuzz::protocol_checks::record_batch(data));

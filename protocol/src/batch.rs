@@ -195,9 +195,12 @@ impl<'a> BatchHeader<'a> {
     pub fn last_offset_delta(&self) -> i32 {
         be_i32(self.bytes, OFF_LAST_OFFSET_DELTA)
     }
-    /// Offset of the last record: `base_offset + last_offset_delta`.
+    /// Offset of the last record: `base_offset + last_offset_delta`. Wraps around on a header
+    /// whose sum overflows (only a corrupt one can), so such a batch ends below its base
+    /// offset, which is what callers already reject (as for a negative delta).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset()
+            .wrapping_add(i64::from(self.last_offset_delta()))
     }
     pub fn base_timestamp(&self) -> i64 {
         be_i64(self.bytes, OFF_BASE_TIMESTAMP)

@@ -93,20 +93,63 @@ fn decode_inner(api: ApiKey, version: i16, mut frame: Bytes) -> Result<Request, 
     let header_version = api.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| malformed(format!("header: {e}")))?;
-    let body = RequestKind::decode(api, &mut frame, version)
-        .map_err(|e| malformed(format!("body: {e}")))?;
-    if frame.has_remaining() {
-        return Err(DecodeError::TrailingBytes {
-            api,
-            version,
-            extra: frame.remaining(),
-        });
-    }
+    let body = decode_body_inner(api, version, &mut frame)?;
     Ok(Request {
         header,
         api,
         version,
         body,
+    })
+}
+
+/// Body decode at `version`, then the trailing-bytes check: the part of a request frame
+/// after its header.
+fn decode_body_inner(
+    api: ApiKey,
+    version: i16,
+    body: &mut Bytes,
+) -> Result<RequestKind, DecodeError> {
+    let decoded = RequestKind::decode(api, body, version).map_err(|e| DecodeError::Malformed {
+        api,
+        version,
+        reason: format!("body: {e}"),
+    })?;
+    if body.has_remaining() {
+        return Err(DecodeError::TrailingBytes {
+            api,
+            version,
+            extra: body.remaining(),
+        });
+    }
+    Ok(decoded)
+}
+
+/// Runs a decode, turning a panic inside the codec crate into [`DecodeError::Malformed`].
+fn guarded<T>(
+    api: ApiKey,
+    version: i16,
+    decode: impl FnOnce() -> Result<T, DecodeError> + std::panic::UnwindSafe,
+) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(decode).unwrap_or_else(|_| {
+        Err(DecodeError::Malformed {
+            api,
+            version,
+            reason: "decoder rejected the body".to_string(),
+        })
+    })
+}
+
+/// Decodes a request body (the bytes after the request header) as `api` at `version`, exactly
+/// as [`decode_request`] does once it has read the header: the body must be consumed whole,
+/// and a panic in the codec crate becomes [`DecodeError::Malformed`]. Does not consult
+/// [`apis::SUPPORTED_APIS`]; check the version first. Used by the fuzz targets.
+pub fn decode_request_body(
+    api: ApiKey,
+    version: i16,
+    mut body: Bytes,
+) -> Result<RequestKind, DecodeError> {
+    guarded(api, version, move || {
+        decode_body_inner(api, version, &mut body)
     })
 }
 
@@ -133,14 +176,7 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
             correlation_id,
         });
     }
-    match std::panic::catch_unwind(move || decode_inner(api, version, frame)) {
-        Ok(result) => result,
-        Err(_) => Err(DecodeError::Malformed {
-            api,
-            version,
-            reason: "decoder rejected the body".to_string(),
-        }),
-    }
+    guarded(api, version, move || decode_inner(api, version, frame))
 }
 
 /// Why a response could not be encoded (a broker bug, never a client's fault).

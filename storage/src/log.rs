@@ -159,6 +159,22 @@ impl PartitionLog {
                 max: MAX_SEGMENT_BYTES,
             });
         }
+        // Offsets are i64: a log whose end is near i64::MAX (only a damaged checkpoint or
+        // stored offsets can put it there) refuses the batch instead of wrapping around.
+        if self
+            .active
+            .next_offset
+            .checked_add(i64::from(lod) + 1)
+            .is_none()
+        {
+            return Err(StorageError::InvalidBatch {
+                reason: format!(
+                    "the log end offset {} leaves no room for {} more offsets",
+                    self.active.next_offset,
+                    i64::from(lod) + 1
+                ),
+            });
+        }
         if self.needs_roll(size, max_ts, lod) {
             self.roll().inspect_err(|e| self.latch(e))?;
         }

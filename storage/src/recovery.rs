@@ -319,9 +319,12 @@ fn load_trusted(
                 return Ok(Err(format!("the batch at byte {pos} is invalid: {reason}")))
             }
             Step::Batch(b) => {
-                // The indexed batch must have exactly the indexed offset; after it, a sealed
-                // segment may have gaps left by compaction (the active one never has).
-                let exact = !sealed || (first && start > 0);
+                // The indexed batch must have exactly the indexed offset; after it, offsets
+                // are contiguous, or in a compacted log strictly increasing with gaps where
+                // the cleaner removed records (in any segment: a cleaned segment becomes the
+                // last one when the segment after it is lost in a crash, and must not be
+                // truncated at its first gap).
+                let exact = !cx.config.compact || (first && start > 0);
                 if !offset_follows(b.base_offset, expected, exact) {
                     return Ok(Err(format!(
                         "the batch at byte {} has offset {} where {}{expected} was expected",
@@ -354,8 +357,9 @@ fn load_trusted(
 }
 
 /// Whether a batch at `offset` may follow a batch ending just before `expected`: exactly there
-/// (`exact`: the active segment, or an indexed batch), or anywhere after (a sealed segment,
-/// which compaction may have left with gaps; offsets still strictly increase).
+/// (`exact`: a log that is not compacted, or an indexed batch), or anywhere after (a compacted
+/// log, in any of its segments: the cleaner leaves gaps, and a cleaned segment may be the last
+/// one after a crash, where truncating it at its first gap would lose acknowledged records).
 fn offset_follows(offset: i64, expected: i64, exact: bool) -> bool {
     if exact {
         offset == expected
@@ -364,9 +368,9 @@ fn offset_follows(offset: i64, expected: i64, exact: bool) -> bool {
     }
 }
 
-/// Reads the whole segment, checking every batch (framing, magic, CRC-32C, offsets: contiguous
-/// in the active segment, strictly increasing in sealed ones); truncates at the first bad one
-/// and rebuilds both indexes.
+/// Reads the whole segment, checking every batch (framing, magic, CRC-32C, offsets contiguous,
+/// or strictly increasing in a compacted log); truncates at the first bad one and rebuilds
+/// both indexes.
 fn validate(
     cx: &Ctx<'_>,
     base: i64,
@@ -401,9 +405,9 @@ fn validate(
             Step::End => break None,
             Step::Invalid { pos, reason } => break Some((pos, reason)),
             Step::Batch(b) => {
-                if !offset_follows(b.base_offset, expected, !sealed) {
+                if !offset_follows(b.base_offset, expected, !cx.config.compact) {
                     let offset = b.base_offset;
-                    let reason = if sealed {
+                    let reason = if cx.config.compact {
                         format!(
                             "the batch has offset {offset} where at least {expected} was \
                              expected (offsets must increase)"

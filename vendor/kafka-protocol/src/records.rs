@@ -514,7 +514,12 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // Eddy patch: the record count comes from the batch header and is not checked against
+        // the records present, so a 61-byte batch with a valid CRC and a count of 2^31 - 1
+        // made this reserve hundreds of gigabytes and abort. Every record takes at least one
+        // byte: never reserve more records than bytes remain.
+        let count = batch_decode_info.record_count as usize;
+        records.reserve(count.min(bytes::Buf::remaining(buf)));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -858,12 +863,18 @@ impl Record {
         let _attributes: i8 = types::Int8.decode(buf)?;
 
         // Timestamp delta
+        // Eddy patch: wrapping, as the sequence below and Java's long arithmetic: a hostile
+        // delta made these additions overflow, a panic in builds with overflow checks.
         let timestamp_delta: i64 = types::VarLong.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta;
+        let timestamp = batch_decode_info
+            .min_timestamp
+            .wrapping_add(timestamp_delta);
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
-        let offset = batch_decode_info.min_offset + offset_delta as i64;
+        let offset = batch_decode_info
+            .min_offset
+            .wrapping_add(offset_delta as i64);
         let sequence = batch_decode_info.base_sequence.wrapping_add(offset_delta);
 
         // Key

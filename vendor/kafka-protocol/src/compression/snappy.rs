@@ -18,6 +18,25 @@ const DEFAULT_BLOCK_SIZE: usize = 32 * 1024;
 
 const LENGTH_FIELD_LENGTH: usize = std::mem::size_of::<u32>();
 
+/// Eddy patch: the most a snappy block can expand. The densest element is a 3-byte copy of 64
+/// bytes (about 21x), so 32x the block (plus room for the length header) is never too small.
+const MAX_EXPANSION: usize = 32;
+
+/// Eddy patch: the uncompressed length a snappy block declares, refused when no valid block of
+/// its size could expand that far. The buffer is allocated from it before decoding, so a
+/// 6-byte block declaring 4 GiB made every reader allocate (and zero) 4 GiB.
+fn bounded_decompress_len(block: &[u8]) -> Result<usize> {
+    let len = decompress_len(block)?;
+    let max = block.len().saturating_mul(MAX_EXPANSION).saturating_add(64);
+    if len > max {
+        anyhow::bail!(
+            "snappy block of {} bytes declares {len} uncompressed bytes, more than it can hold",
+            block.len()
+        );
+    }
+    Ok(len)
+}
+
 impl<B: ByteBufMut> Compressor<B> for Snappy {
     type BufMut = BytesMut;
     fn compress<R, F>(compressed: &mut B, f: F) -> Result<R>
@@ -80,7 +99,8 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             .is_none_or(|magic| *magic != MAGIC_HEADER[..])
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
-            let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            let actual_len =
+                bounded_decompress_len(&compressed).context("failed to read snappy header")?;
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -102,7 +122,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
                 .try_get_bytes(compressed_block_size)
                 .context("not enough bytes for block")?;
 
-            let uncompressed_block_length = decompress_len(&compressed_block)
+            let uncompressed_block_length = bounded_decompress_len(&compressed_block)
                 .context("failed to get snappy uncompressed length")?;
             let uncompressed_block_start = uncompressed.len();
             uncompressed.resize(

@@ -3,7 +3,7 @@
 //! or rewriting parts of an encoded message.
 use std::cmp;
 use std::collections::BTreeMap;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::{borrow::Borrow, fmt::Display};
 
 use anyhow::{bail, Result};
@@ -243,7 +243,13 @@ pub(crate) fn write_unknown_tagged_fields<B: ByteBufMut, R: RangeBounds<i32>>(
     range: R,
     unknown_tagged_fields: &BTreeMap<i32, Bytes>,
 ) -> Result<()> {
-    for (&k, v) in unknown_tagged_fields.range(range) {
+    // Eddy patch: decoders store a wire tag of 2^31 or more (an unsigned varint) as a negative
+    // key, but only non-negative ranges were written back, so such a message encoded a field
+    // count that disagreed with the fields written and did not decode again. Negative keys are
+    // the largest tags on the wire: write them after the last range, the one open at the end.
+    let to_the_end = matches!(range.end_bound(), Bound::Unbounded) && !range.contains(&-1);
+    let high_tags = unknown_tagged_fields.range(..0).filter(|_| to_the_end);
+    for (&k, v) in unknown_tagged_fields.range(range).chain(high_tags) {
         if v.len() > u32::MAX as usize {
             bail!("Tagged field is too long to encode ({} bytes)", v.len());
         }
