@@ -48,6 +48,16 @@ pub(crate) enum BrokerError {
     InvalidProducerEpoch(String),
     #[error("{0}")]
     InvalidTxnState(String),
+    #[error("{0}")]
+    ProducerFenced(String),
+    #[error("{0}")]
+    InvalidProducerIdMapping(String),
+    #[error("{0}")]
+    ConcurrentTransactions(String),
+    #[error("{0}")]
+    InvalidTransactionTimeout(String),
+    #[error("transactional id '{0}' is unknown")]
+    TransactionalIdNotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -83,12 +93,28 @@ impl BrokerError {
             BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
             BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
             BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            BrokerError::ProducerFenced(_) => ResponseError::ProducerFenced,
+            BrokerError::InvalidProducerIdMapping(_) => ResponseError::InvalidProducerIdMapping,
+            BrokerError::ConcurrentTransactions(_) => ResponseError::ConcurrentTransactions,
+            BrokerError::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
+            BrokerError::TransactionalIdNotFound(_) => ResponseError::TransactionalIdNotFound,
             BrokerError::Internal(_) => ResponseError::UnknownServerError,
         }
     }
 
     pub(crate) fn code(&self) -> i16 {
         self.kafka().code()
+    }
+
+    /// The code for a request version that may or may not know PRODUCER_FENCED (KIP-588):
+    /// older versions get INVALID_PRODUCER_EPOCH for it, as Kafka answers them.
+    pub(crate) fn code_fenced(&self, knows_producer_fenced: bool) -> i16 {
+        match self.kafka() {
+            ResponseError::ProducerFenced if !knows_producer_fenced => {
+                ResponseError::InvalidProducerEpoch.code()
+            }
+            other => other.code(),
+        }
     }
 }
 
@@ -107,6 +133,9 @@ impl From<PartitionError> for BrokerError {
             e @ PartitionError::OutOfOrder { .. } => BrokerError::OutOfOrderSequence(e.to_string()),
             e @ PartitionError::StaleEpoch { .. } => {
                 BrokerError::InvalidProducerEpoch(e.to_string())
+            }
+            e @ PartitionError::NotInTransaction { .. } => {
+                BrokerError::InvalidTxnState(e.to_string())
             }
         }
     }

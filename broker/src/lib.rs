@@ -14,6 +14,7 @@ pub mod pipelines;
 mod producers;
 mod server;
 mod topics;
+mod txn;
 
 use std::fs;
 use std::sync::Arc;
@@ -100,12 +101,24 @@ pub async fn serve(
     .context("cannot load consumer groups")?;
     let coordinator = Arc::new(coordinator);
     tokio::spawn(coordinator.clone().run_timers(sd_rx.clone()));
+    let txn_settings = txn::TxnSettings {
+        max_timeout_ms: config
+            .long("transaction.max.timeout.ms")
+            .clamp(1, i64::from(i32::MAX)) as i32,
+        abort_check_every: ms("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+    };
+    let transactions = txn::Coordinator::load(&topics, &coordinator, txn_settings)
+        .await
+        .context("cannot load transactions")?;
     let broker = Arc::new(server::Broker {
         config: config.clone(),
         topics,
         groups: coordinator,
-        producer_ids: producers::ProducerIds::load(&data_dir)
-            .context("cannot read the producer id reservation")?,
+        txn: Arc::new(transactions),
+        producer_ids: Arc::new(
+            producers::ProducerIds::load(&data_dir)
+                .context("cannot read the producer id reservation")?,
+        ),
         node_id: config.long("node.id") as i32,
         host,
         port,
@@ -128,6 +141,7 @@ pub async fn serve(
         "eddy listening on {bound}"
     );
 
+    tokio::spawn(broker.txn.clone().run_timers(broker.clone(), sd_rx.clone()));
     let background = spawn_background(broker.clone(), sd_rx.clone());
     let pipelines = tokio::spawn(pipelines::manage(broker.clone(), sd_rx.clone()));
     let server = tokio::spawn(server::run(listener, broker.clone(), sd_rx));

@@ -14,7 +14,9 @@ use eddy_protocol::batch::BatchHeader;
 use eddy_storage::{CompactedSegments, CompactionPlan, LogReader, PartitionLog, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::producers::{ProducerState, SeqCheck};
+use crate::producers::{ProducerInfo, ProducerState, SeqCheck};
+use crate::txn::gate::TxnGate;
+use crate::txn::index::TxnView;
 
 /// Queued operations per partition before producers wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
@@ -65,6 +67,10 @@ enum Op {
         producer_id: i64,
         reply: oneshot::Sender<Option<i32>>,
     },
+    /// Every producer with state here (DescribeProducers).
+    Producers {
+        reply: oneshot::Sender<Vec<ProducerInfo>>,
+    },
     Flush,
     /// Finish queued work, flush, close the log, then answer.
     Close {
@@ -82,6 +88,8 @@ pub(crate) struct Partition {
     reader: Arc<RwLock<LogReader>>,
     /// Log end offset, published after each append round; fetches wait on it.
     end: watch::Receiver<i64>,
+    /// Last stable offset and aborted transactions, published after each round.
+    txn: Arc<RwLock<TxnView>>,
 }
 
 /// Why an operation on a partition failed.
@@ -98,6 +106,12 @@ pub(crate) enum PartitionError {
     /// An idempotent producer wrote with an epoch older than its current one.
     #[error("producer epoch {got} is older than the current epoch {current}")]
     StaleEpoch { current: i16, got: i16 },
+    /// A transactional batch for a partition outside the producer's ongoing transaction.
+    #[error("transactional batch of producer {producer_id} refused: {reason}")]
+    NotInTransaction {
+        producer_id: i64,
+        reason: &'static str,
+    },
 }
 
 impl From<Arc<StorageError>> for PartitionError {
@@ -106,18 +120,29 @@ impl From<Arc<StorageError>> for PartitionError {
     }
 }
 
+/// Where a partition sits, for the transaction gate.
+#[derive(Debug, Clone)]
+pub(crate) struct Placement {
+    pub(crate) topic: String,
+    pub(crate) index: i32,
+    pub(crate) gate: Arc<TxnGate>,
+}
+
 impl Partition {
-    /// Starts the writer task for an opened log.
     /// Starts the writer task for an opened log; `dir` holds the producer-state snapshot.
-    /// Blocking: rebuilds the idempotent-producer state from the log.
+    /// Blocking: rebuilds the producer and transaction state from the log.
     pub(crate) fn start(
-        index: i32,
+        placement: Placement,
         log: PartitionLog,
         name: String,
         dir: PathBuf,
     ) -> Arc<Partition> {
+        let index = placement.index;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let state = ProducerState::rebuild(&dir, &log.reader());
+        let mut state = ProducerState::rebuild(&dir, &log.reader());
+        let txn = Arc::new(RwLock::new(
+            state.txns.view(log.log_end_offset(), &TxnView::default()),
+        ));
         let reader = Arc::new(RwLock::new(log.reader()));
         let (end_tx, end) = watch::channel(log.log_end_offset());
         let handle = tokio::runtime::Handle::current();
@@ -131,6 +156,8 @@ impl Partition {
             name,
             reader: shared,
             own,
+            placement,
+            txn: Arc::clone(&txn),
         };
         handle.spawn(writer(log, state, rx, ctx));
         Arc::new(Partition {
@@ -138,7 +165,23 @@ impl Partition {
             tx,
             reader,
             end,
+            txn,
         })
+    }
+
+    /// The last stable offset and aborted transactions as of the last append round.
+    pub(crate) fn txn_view(&self) -> TxnView {
+        self.txn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every producer with state in this partition.
+    pub(crate) async fn producers(&self) -> Result<Vec<ProducerInfo>, PartitionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Producers { reply })
+            .await
+            .map_err(|_| PartitionError::Closed)?;
+        rx.await.map_err(|_| PartitionError::Closed)
     }
 
     /// A reader of the current log (cheap to clone; a reader taken before the writer
@@ -231,6 +274,16 @@ struct WriterCtx {
     reader: Arc<RwLock<LogReader>>,
     /// The writer's own queue, for finished cleaning runs.
     own: mpsc::WeakSender<Op>,
+    /// Topic, index and the transaction gate transactional batches are checked against.
+    placement: Placement,
+    /// Published last stable offset and aborted transactions.
+    txn: Arc<RwLock<TxnView>>,
+}
+
+/// What a round needs to check and publish transactions.
+struct TxnCtx {
+    placement: Placement,
+    view: Arc<RwLock<TxnView>>,
 }
 
 async fn writer(
@@ -245,6 +298,8 @@ async fn writer(
         name,
         reader,
         own,
+        placement,
+        txn,
     } = ctx;
     let mut log = Some((log, state));
     let mut close_reply: Option<oneshot::Sender<()>> = None;
@@ -261,7 +316,9 @@ async fn writer(
             let due = *reopen_at.get_or_insert(now + REOPEN_EVERY);
             if now >= due {
                 if let Some((l, st)) = log.take() {
-                    log = Some(reopen(l, st, &dir, &name, &reader, &end_tx).await);
+                    let (l, mut st) = reopen(l, st, &dir, &name, &reader, &end_tx).await;
+                    publish_txns(&mut st, l.log_end_offset(), &txn);
+                    log = Some((l, st));
                 }
                 reopen_at = None;
                 continue;
@@ -288,7 +345,11 @@ async fn writer(
         };
         let end = end_tx.clone();
         let name2 = name.clone();
-        match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2)).await {
+        let tctx = TxnCtx {
+            placement: placement.clone(),
+            view: Arc::clone(&txn),
+        };
+        match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2, &tctx)).await {
             Ok((l, st, close, plan)) => {
                 log = Some((l, st));
                 if let Some(plan) = plan {
@@ -391,6 +452,7 @@ fn fail_all(ops: Vec<Op>, name: &str) {
             Op::Retention { .. }
             | Op::Flush
             | Op::LastSequence { .. }
+            | Op::Producers { .. }
             | Op::Compact { .. }
             | Op::InstallCompaction(_) => {}
         }
@@ -432,6 +494,7 @@ fn round(
     ops: Vec<Op>,
     end: &watch::Sender<i64>,
     name: &str,
+    txn: &TxnCtx,
 ) -> RoundResult {
     let mut plan = None;
     let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, Appended)> = Vec::new();
@@ -448,7 +511,8 @@ fn round(
                 durability,
                 reply,
             } => {
-                let outcome = append_checked(&mut log, &mut state, &mut batch, name);
+                let outcome =
+                    append_checked(&mut log, &mut state, &mut batch, name, &txn.placement);
                 match outcome {
                     Ok(done) if durability == Durability::Synced => {
                         waiting_sync.push((reply, done))
@@ -485,6 +549,9 @@ fn round(
             Op::LastSequence { producer_id, reply } => {
                 let _ = reply.send(state.last_sequence(producer_id));
             }
+            Op::Producers { reply } => {
+                let _ = reply.send(state.describe());
+            }
             Op::Flush => want_flush = true,
             Op::Close { reply } => {
                 close = Some(reply);
@@ -492,6 +559,10 @@ fn round(
             }
         }
     }
+    state.txns.prune(log.log_start_offset());
+    // The view before the end offset: a fetch woken by the new end must see a view at
+    // least as new as the data (an older one would only hide more).
+    publish_txns(&mut state, log.log_end_offset(), &txn.view);
     end.send_replace(log.log_end_offset());
     if !waiting_sync.is_empty() || want_flush {
         match log.flush() {
@@ -513,15 +584,33 @@ fn round(
     (log, state, close, plan)
 }
 
-/// Sequence checks for idempotent producers, then the append.
+/// Publishes the last stable offset and aborted transactions for readers.
+fn publish_txns(state: &mut ProducerState, log_end: i64, view: &RwLock<TxnView>) {
+    let previous = view.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let next = state.txns.view(log_end, &previous);
+    *view.write().unwrap_or_else(|e| e.into_inner()) = next;
+}
+
+/// The transaction gate and sequence checks, then the append.
 fn append_checked(
     log: &mut PartitionLog,
     state: &mut ProducerState,
     batch: &mut [u8],
     name: &str,
+    placement: &Placement,
 ) -> AppendResult {
     let check = match BatchHeader::parse(batch) {
-        Ok(h) => state.check(&h),
+        Ok(h) => {
+            if h.is_transactional() && !h.is_control() {
+                placement.gate.check(
+                    h.producer_id(),
+                    h.producer_epoch(),
+                    &placement.topic,
+                    placement.index,
+                )?;
+            }
+            state.check(&h)
+        }
         Err(_) => SeqCheck::Append, // storage rejects it with a precise error
     };
     match check {

@@ -4,7 +4,8 @@
 //!
 //! Per partition the writer task keeps, for each producer id, its epoch and the last five
 //! batches it wrote (first/last sequence, offsets), as the Java client keeps up to five
-//! batches in flight. The state is rebuilt at start-up from a snapshot written at clean
+//! batches in flight, and the partition's transaction index (open transactions and aborted
+//! ones, see `txn::index`). The state is rebuilt at start-up from a snapshot written at clean
 //! shutdown plus a scan of batch headers written after it (or of the whole log without one).
 
 use std::collections::{HashMap, VecDeque};
@@ -16,6 +17,8 @@ use eddy_storage::LogReader;
 use serde::{Deserialize, Serialize};
 
 use crate::topics::write_atomic;
+use crate::txn::index::TxnIndex;
+use crate::txn::markers::{self, Marker};
 
 /// Batches remembered per producer (the Java client's max.in.flight for idempotence).
 const CACHED_BATCHES: usize = 5;
@@ -79,6 +82,20 @@ struct CachedBatch {
 struct Entry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// Max timestamp of the producer's last batch (DescribeProducers).
+    #[serde(default)]
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerInfo {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) last_sequence: i32,
+    pub(crate) last_timestamp: i64,
+    /// First offset of its open transaction here, -1 if none.
+    pub(crate) txn_start_offset: i64,
 }
 
 /// Outcome of checking a batch against the producer state.
@@ -100,6 +117,9 @@ pub(crate) struct ProducerState {
     producers: HashMap<i64, Entry>,
     /// Offset up to which the state reflects the log (exclusive).
     pub(crate) valid_to: i64,
+    /// Open and aborted transactions in this partition.
+    #[serde(default)]
+    pub(crate) txns: TxnIndex,
 }
 
 fn next_seq(s: i32) -> i32 {
@@ -114,7 +134,9 @@ impl ProducerState {
     /// Checks a batch before it is appended.
     pub(crate) fn check(&self, h: &BatchHeader<'_>) -> SeqCheck {
         let pid = h.producer_id();
-        if pid < 0 {
+        // Markers come from the coordinator (clients may not write control batches) and
+        // carry no sequence.
+        if pid < 0 || h.is_control() {
             return SeqCheck::Append;
         }
         let epoch = h.producer_epoch();
@@ -158,6 +180,23 @@ impl ProducerState {
         }
     }
 
+    /// Every producer with state here (DescribeProducers).
+    pub(crate) fn describe(&self) -> Vec<ProducerInfo> {
+        let mut v: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(pid, e)| ProducerInfo {
+                producer_id: *pid,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: self.txns.open_since(*pid).unwrap_or(-1),
+            })
+            .collect();
+        v.sort_by_key(|p| p.producer_id);
+        v
+    }
+
     /// The last sequence `pid` wrote, if its state is still held.
     pub(crate) fn last_sequence(&self, pid: i64) -> Option<i32> {
         self.producers.get(&pid)?.batches.back().map(|b| b.last_seq)
@@ -167,10 +206,27 @@ impl ProducerState {
     pub(crate) fn record(&mut self, h: &BatchHeader<'_>) {
         self.valid_to = self.valid_to.max(h.last_offset() + 1);
         let pid = h.producer_id();
-        if pid < 0 || h.is_control() {
+        if pid < 0 {
             return;
         }
+        if h.is_control() {
+            if let Some(m) = markers::parse(h) {
+                self.txns.marker(pid, h.base_offset(), m == Marker::Abort);
+            }
+            // A marker at a newer epoch (a fencing abort) fences older epochs here too; the
+            // next batch of the new epoch starts at sequence 0.
+            let e = self.producers.entry(pid).or_default();
+            if h.producer_epoch() > e.epoch {
+                e.epoch = h.producer_epoch();
+                e.batches.clear();
+            }
+            return;
+        }
+        if h.is_transactional() {
+            self.txns.data(pid, h.base_offset());
+        }
         let e = self.producers.entry(pid).or_default();
+        e.last_timestamp = h.max_timestamp();
         if h.producer_epoch() != e.epoch {
             e.epoch = h.producer_epoch();
             e.batches.clear();
@@ -311,6 +367,77 @@ mod tests {
             s.check(&BatchHeader::parse(&plain).expect("parse")),
             SeqCheck::Append
         );
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+        let mut b = idem_batch(0, pid, epoch, seq, n);
+        // Transactional attribute bit; set_producer recomputes the CRC over it.
+        b[22] |= 0x10;
+        set_producer(&mut b, pid, epoch, seq);
+        b
+    }
+
+    #[test]
+    fn transaction_index_is_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) =
+            eddy_storage::PartitionLog::open(dir.path(), eddy_storage::LogConfig::default())
+                .expect("open");
+        let mut live = ProducerState::default();
+        let mut append = |log: &mut eddy_storage::PartitionLog, mut b: Vec<u8>| {
+            log.append(&mut b).expect("append");
+            live.record(&BatchHeader::parse(&b).expect("parse"));
+        };
+        append(&mut log, txn_batch(1, 0, 0, 2)); // 0..=1, producer 1 (aborted below)
+        append(&mut log, build_batch(0, 1, &[b"plain"])); // 2
+        append(&mut log, txn_batch(2, 0, 0, 1)); // 3, producer 2 (committed below)
+        append(&mut log, markers::build(1, 1, Marker::Abort, 1)); // 4, fencing epoch 1
+        append(&mut log, markers::build(2, 0, Marker::Commit, 1)); // 5
+        append(&mut log, txn_batch(3, 0, 0, 1)); // 6, producer 3 stays open
+        append(&mut log, build_batch(0, 1, &[b"after"])); // 7
+        let end = log.log_end_offset();
+        assert_eq!(end, 8);
+        let check = |s: &mut ProducerState| {
+            let v = s.txns.view(end, &Default::default());
+            assert_eq!(v.lso, 6, "the open transaction of producer 3 holds the LSO");
+            assert_eq!(v.aborted.len(), 1);
+            assert_eq!(
+                (
+                    v.aborted[0].producer_id,
+                    v.aborted[0].first_offset,
+                    v.aborted[0].last_offset
+                ),
+                (1, 0, 4)
+            );
+            // The fencing marker moved producer 1 to epoch 1: epoch 0 is stale now.
+            let stale = txn_batch(1, 0, 2, 1);
+            assert_eq!(
+                s.check(&BatchHeader::parse(&stale).expect("parse")),
+                SeqCheck::StaleEpoch { current: 1, got: 0 }
+            );
+            let d = s.describe();
+            assert_eq!(
+                d.iter()
+                    .find(|p| p.producer_id == 3)
+                    .map(|p| p.txn_start_offset),
+                Some(6)
+            );
+            assert_eq!(
+                d.iter()
+                    .find(|p| p.producer_id == 2)
+                    .map(|p| p.txn_start_offset),
+                Some(-1)
+            );
+        };
+        check(&mut live);
+        let reader = log.reader();
+        // No snapshot: a full scan rebuilds the same state.
+        let mut rebuilt = ProducerState::rebuild(dir.path(), &reader);
+        check(&mut rebuilt);
+        // From a snapshot too.
+        rebuilt.save(dir.path());
+        let mut reloaded = ProducerState::rebuild(dir.path(), &reader);
+        check(&mut reloaded);
     }
 
     #[test]

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig};
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{Partition, Placement};
+use crate::txn::gate::TxnGate;
 
 /// What is persisted for a topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,11 +62,14 @@ pub(crate) struct Topics {
     config: Arc<BrokerConfig>,
     map: RwLock<HashMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
+    /// Which partitions transactional producers may write to; shared with every partition
+    /// writer and filled by the transaction coordinator.
+    gate: Arc<TxnGate>,
 }
 
 /// Topics the broker manages itself; clients may read them but not delete them.
 pub(crate) fn is_internal(name: &str) -> bool {
-    name == crate::groups::OFFSETS_TOPIC
+    name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC
 }
 
 /// Kafka's legal topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -137,6 +141,7 @@ fn open_partition(
     topic: &str,
     index: i32,
     cfg: LogConfig,
+    gate: &Arc<TxnGate>,
 ) -> Result<Arc<Partition>, BrokerError> {
     let dir = partition_dir(data_dir, topic, index);
     let (log, report) =
@@ -145,8 +150,13 @@ fn open_partition(
     if !text.is_empty() {
         tracing::info!(partition = %format!("{topic}-{index}"), "{text}");
     }
-    Ok(Partition::start(
+    let placement = Placement {
+        topic: topic.to_string(),
         index,
+        gate: Arc::clone(gate),
+    };
+    Ok(Partition::start(
+        placement,
         log,
         format!("{topic}-{index}"),
         dir,
@@ -160,6 +170,8 @@ impl Topics {
         let data_dir = config.data_dir();
         let cfg2 = config.clone();
         let dd = data_dir.clone();
+        let gate = Arc::new(TxnGate::default());
+        let gate2 = Arc::clone(&gate);
         let topics = tokio::task::spawn_blocking(move || -> Result<Vec<Topic>, BrokerError> {
             let mdir = meta_dir(&dd);
             fs::create_dir_all(&mdir).map_err(|e| BrokerError::io("create", &mdir, e))?;
@@ -201,7 +213,7 @@ impl Topics {
                 let lc = log_config(&cfg2, &m.configs);
                 let mut parts = Vec::new();
                 for p in 0..m.partitions {
-                    parts.push(open_partition(&dd, &m.name, p, lc.clone())?);
+                    parts.push(open_partition(&dd, &m.name, p, lc.clone(), &gate2)?);
                 }
                 out.push(Topic {
                     name: m.name,
@@ -223,7 +235,13 @@ impl Topics {
             config,
             map: RwLock::new(map),
             admin: tokio::sync::Mutex::new(()),
+            gate,
         })
+    }
+
+    /// The transaction gate every partition writer checks transactional batches against.
+    pub(crate) fn txn_gate(&self) -> Arc<TxnGate> {
+        Arc::clone(&self.gate)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -298,6 +316,7 @@ impl Topics {
         }
         let dd = self.data_dir.clone();
         let lc = log_config(&self.config, &meta.configs);
+        let gate = self.txn_gate();
         let topic = tokio::task::spawn_blocking(move || -> Result<Topic, BrokerError> {
             let mut parts = Vec::new();
             for p in 0..meta.partitions {
@@ -307,7 +326,7 @@ impl Topics {
                 if dir.exists() {
                     fs::remove_dir_all(&dir).map_err(|e| BrokerError::io("remove", &dir, e))?;
                 }
-                parts.push(open_partition(&dd, &meta.name, p, lc.clone())?);
+                parts.push(open_partition(&dd, &meta.name, p, lc.clone(), &gate)?);
             }
             let path = meta_dir(&dd).join(format!("{}.json", meta.name));
             let bytes = serde_json::to_vec_pretty(&meta)
@@ -399,6 +418,7 @@ impl Topics {
         let dd = self.data_dir.clone();
         let lc = log_config(&self.config, &topic.configs);
         let t = topic.clone();
+        let gate = self.txn_gate();
         let new_topic = tokio::task::spawn_blocking(move || -> Result<Topic, BrokerError> {
             let mut parts = t.partitions.clone();
             for p in have..count {
@@ -406,7 +426,7 @@ impl Topics {
                 if dir.exists() {
                     fs::remove_dir_all(&dir).map_err(|e| BrokerError::io("remove", &dir, e))?;
                 }
-                parts.push(open_partition(&dd, &t.name, p, lc.clone())?);
+                parts.push(open_partition(&dd, &t.name, p, lc.clone(), &gate)?);
             }
             let nt = Topic {
                 name: t.name.clone(),

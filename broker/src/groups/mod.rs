@@ -364,6 +364,81 @@ impl Coordinator {
         codes
     }
 
+    /// TxnOffsetCommit's membership check: a request naming a member or generation must
+    /// come from a current member (as OffsetCommit); one naming neither is not checked
+    /// (producers that only know the group id, before TxnOffsetCommit v3).
+    pub(crate) fn check_txn_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return 0;
+        }
+        let mut inner = self.lock();
+        match inner.groups.get_mut(group_id) {
+            None => kafka_protocol::error::ResponseError::UnknownMemberId.code(),
+            Some(g) => g.check_commit(member_id, instance_id, generation, Instant::now()),
+        }
+    }
+
+    /// Commits the offsets of a committed transaction; returns once they are durable.
+    /// `decided_ms` is when the commit was decided: an offset committed later (possible
+    /// only when a commit interrupted by a crash is finished at start-up) is kept.
+    pub(crate) async fn commit_txn_offsets(
+        &self,
+        offsets: &[crate::txn::state::TxnOffset],
+        decided_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let rx = {
+            let _p = self.persist.lock().await;
+            let writes = {
+                let mut inner = self.lock();
+                let now_ms = now_ms();
+                let mut writes = Vec::new();
+                for o in offsets {
+                    let entry = inner.offsets.entry(o.group.clone()).or_default();
+                    let key = (o.topic.clone(), o.partition);
+                    if entry
+                        .get(&key)
+                        .is_some_and(|v| v.commit_timestamp > decided_ms)
+                    {
+                        continue;
+                    }
+                    let v = OffsetValue {
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata.clone(),
+                        commit_timestamp: now_ms,
+                    };
+                    writes.push((
+                        Key::Offset {
+                            group: o.group.clone(),
+                            topic: o.topic.clone(),
+                            partition: o.partition,
+                        },
+                        Some(v.encode()),
+                    ));
+                    entry.insert(key, v);
+                }
+                writes
+            };
+            if writes.is_empty() {
+                return Ok(());
+            }
+            self.queue(writes)
+                .await
+                .ok_or_else(|| BrokerError::Internal("cannot queue transactional offsets".into()))?
+        };
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(BrokerError::NotAvailable),
+        }
+    }
+
     /// Committed offsets of a group: all of them (`None`) or the given partitions.
     pub(crate) fn fetch_offsets(
         &self,

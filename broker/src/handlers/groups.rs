@@ -52,11 +52,8 @@ pub(super) fn find_coordinator(
     let mut resp = FindCoordinatorResponse::default();
     let answer = |key_type: i8| -> (i16, Option<String>) {
         match key_type {
-            0 => (0, None),
-            1 => (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported yet".to_string()),
-            ),
+            // Groups and transactional ids: this node coordinates every one.
+            0 | 1 => (0, None),
             other => (
                 ResponseError::InvalidRequest.code(),
                 Some(format!("unknown coordinator key type {other}")),
@@ -305,6 +302,12 @@ type Wanted = Option<Vec<(String, i32)>>;
 
 pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> ResponseKind {
     let mut resp = OffsetFetchResponse::default();
+    // v7+: a consumer that asks for stable offsets must wait while a transaction holds an
+    // uncommitted offset for the partition (it retries on UNSTABLE_OFFSET_COMMIT).
+    let unstable = |group: &str, topic: &str, partition: i32| {
+        (req.require_stable && broker.txn.has_pending_offset(group, topic, partition))
+            .then(|| ResponseError::UnstableOffsetCommit.code())
+    };
     if version >= 8 {
         for g in req.groups {
             let wanted: Wanted = g.topics.as_ref().map(|ts| {
@@ -324,6 +327,7 @@ pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
             for (t, p, v) in rows {
                 let mut pr = OffsetFetchResponsePartitions::default();
                 pr.partition_index = p;
+                pr.error_code = unstable(&g.group_id, &t, p).unwrap_or(0);
                 match v {
                     Some(v) => {
                         pr.committed_offset = v.offset;
@@ -365,6 +369,7 @@ pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
         for (t, p, v) in rows {
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
+            pr.error_code = unstable(&req.group_id, &t, p).unwrap_or(0);
             match v {
                 Some(v) => {
                     pr.committed_offset = v.offset;

@@ -6,6 +6,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod txn;
 
 use std::sync::Arc;
 
@@ -105,7 +106,20 @@ async fn route(
         RequestKind::DescribeConfigs(r) => Reply::now(admin::describe_configs(&broker, r, version)),
         RequestKind::DeleteRecords(r) => Reply::now(admin::delete_records(&broker, r).await),
         RequestKind::DescribeCluster(_) => Reply::now(describe_cluster(&broker)),
-        RequestKind::InitProducerId(r) => Reply::now(init_producer_id(&broker, r).await),
+        RequestKind::InitProducerId(r) => {
+            Reply::now(txn::init_producer_id(&broker, r, version).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            Reply::now(txn::add_partitions_to_txn(&broker, r, version).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            Reply::now(txn::add_offsets_to_txn(&broker, r, version).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => Reply::now(txn::txn_offset_commit(&broker, r).await),
+        RequestKind::EndTxn(r) => Reply::now(txn::end_txn(&broker, r, version).await),
+        RequestKind::ListTransactions(r) => Reply::now(txn::list_transactions(&broker, r)),
+        RequestKind::DescribeTransactions(r) => Reply::now(txn::describe_transactions(&broker, r)),
+        RequestKind::DescribeProducers(r) => Reply::now(txn::describe_producers(&broker, r).await),
         RequestKind::FindCoordinator(r) => {
             Reply::now(groups::find_coordinator(&broker, r, version))
         }
@@ -128,43 +142,6 @@ async fn route(
             )))
         }
     }
-}
-
-/// Hands out a producer id for an idempotent producer, or bumps the epoch of an existing
-/// one (KIP-360). Transactional ids are not supported yet.
-async fn init_producer_id(
-    broker: &Arc<Broker>,
-    req: kafka_protocol::messages::InitProducerIdRequest,
-) -> ResponseKind {
-    use kafka_protocol::error::ResponseError;
-    let mut r = kafka_protocol::messages::InitProducerIdResponse::default();
-    r.producer_id = (-1).into();
-    r.producer_epoch = -1;
-    if req.transactional_id.is_some() {
-        r.error_code = ResponseError::UnsupportedVersion.code();
-        tracing::info!(
-            "refused InitProducerId with a transactional id: transactions are not supported yet"
-        );
-        return ResponseKind::InitProducerId(r);
-    }
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        r.producer_id = req.producer_id;
-        r.producer_epoch = req.producer_epoch + 1;
-        return ResponseKind::InitProducerId(r);
-    }
-    let b = broker.clone();
-    match tokio::task::spawn_blocking(move || b.producer_ids.next()).await {
-        Ok(Ok(id)) => {
-            r.producer_id = id.into();
-            r.producer_epoch = 0;
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot reserve producer ids");
-            r.error_code = ResponseError::KafkaStorageError.code();
-        }
-        Err(_) => r.error_code = ResponseError::UnknownServerError.code(),
-    }
-    ResponseKind::InitProducerId(r)
 }
 
 fn describe_cluster(broker: &Broker) -> ResponseKind {

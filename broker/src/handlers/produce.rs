@@ -1,7 +1,8 @@
 //! Produce: validate each partition's batch (a zero-copy header view, CRC-32C, counts,
 //! size), patch nothing but the header fields the CRC does not cover (plus LogAppendTime,
 //! which recomputes the CRC), and queue it on the partition's writer. Records are never
-//! re-encoded.
+//! re-encoded. Transactional batches are checked against the producer's transaction by the
+//! writer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -160,11 +161,18 @@ fn validate(bytes: &[u8], max: usize) -> Result<(), BrokerError> {
         });
     }
     header.validate_produced()?;
-    if header.is_transactional() || header.is_control() {
-        return Err(BrokerError::InvalidTxnState(
-            "transactional and control batches are not supported yet".into(),
+    if header.is_control() {
+        return Err(BrokerError::InvalidRequest(
+            "clients may not write control batches; transaction markers are written by the coordinator".into(),
         ));
     }
+    if header.is_transactional() && header.producer_id() < 0 {
+        return Err(BrokerError::InvalidTxnState(
+            "a transactional batch needs a producer id from InitProducerId".into(),
+        ));
+    }
+    // Whether the partition is in the producer's ongoing transaction is checked by the
+    // partition writer as it appends (see txn::gate), so no marker can overtake it.
     Ok(())
 }
 
