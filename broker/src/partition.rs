@@ -349,7 +349,10 @@ async fn writer(
             placement: placement.clone(),
             view: Arc::clone(&txn),
         };
-        match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2, &tctx)).await {
+        let dir2 = dir.clone();
+        match tokio::task::spawn_blocking(move || round(l, st, ops, &end, &name2, &tctx, &dir2))
+            .await
+        {
             Ok((l, st, close, plan)) => {
                 log = Some((l, st));
                 if let Some(plan) = plan {
@@ -495,6 +498,7 @@ fn round(
     end: &watch::Sender<i64>,
     name: &str,
     txn: &TxnCtx,
+    dir: &std::path::Path,
 ) -> RoundResult {
     let mut plan = None;
     let mut waiting_sync: Vec<(oneshot::Sender<AppendResult>, Appended)> = Vec::new();
@@ -570,6 +574,9 @@ fn round(
                 for (reply, info) in waiting_sync {
                     let _ = reply.send(Ok(info));
                 }
+                // Everything the state covers is durable now: a good moment for the periodic
+                // snapshot that keeps restart after a crash from rescanning the whole log.
+                state.maybe_save(dir);
             }
             Err(e) => {
                 tracing::error!(partition = %name, error = %e,

@@ -120,7 +120,13 @@ pub(crate) struct ProducerState {
     /// Open and aborted transactions in this partition.
     #[serde(default)]
     pub(crate) txns: TxnIndex,
+    /// When the last snapshot was written, and up to which offset it reached.
+    #[serde(skip)]
+    last_saved: Option<(std::time::Instant, i64)>,
 }
+
+/// How often (at most) a partition writes its producer-state snapshot while running.
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn next_seq(s: i32) -> i32 {
     if s == i32::MAX {
@@ -297,6 +303,22 @@ impl ProducerState {
         state
     }
 
+    /// Writes a snapshot if the last one is older than a minute and the state moved since:
+    /// after a crash, start-up then scans only the batches after it. Call only when the log
+    /// is durable up to `valid_to` (a snapshot ahead of the recovered log is ignored, which
+    /// costs a full rescan but is never wrong).
+    pub(crate) fn maybe_save(&mut self, dir: &Path) {
+        let now = std::time::Instant::now();
+        let due = match self.last_saved {
+            None => self.valid_to > 0,
+            Some((at, to)) => now.duration_since(at) >= SNAPSHOT_EVERY && self.valid_to > to,
+        };
+        if due {
+            self.save(dir);
+            self.last_saved = Some((now, self.valid_to));
+        }
+    }
+
     /// Writes the snapshot (at clean close) so the next start scans nothing.
     pub(crate) fn save(&self, dir: &Path) {
         match serde_json::to_vec(self) {
@@ -438,6 +460,33 @@ mod tests {
         rebuilt.save(dir.path());
         let mut reloaded = ProducerState::rebuild(dir.path(), &reader);
         check(&mut reloaded);
+    }
+
+    #[test]
+    fn periodic_snapshots_are_written_once_per_interval_when_the_state_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = ProducerState::snapshot_path(dir.path());
+        let mut s = ProducerState::default();
+        s.maybe_save(dir.path());
+        assert!(!path.exists(), "nothing to save for an empty log");
+        s.valid_to = 10;
+        s.maybe_save(dir.path());
+        assert!(
+            path.exists(),
+            "the first flush after start writes a snapshot"
+        );
+        std::fs::remove_file(&path).expect("rm");
+        s.valid_to = 20;
+        s.maybe_save(dir.path());
+        assert!(!path.exists(), "not again within the interval");
+        s.last_saved = s
+            .last_saved
+            .map(|(at, to)| (at - SNAPSHOT_EVERY - std::time::Duration::from_secs(1), to));
+        s.maybe_save(dir.path());
+        assert!(
+            path.exists(),
+            "again once the interval passed and the state moved"
+        );
     }
 
     #[test]
