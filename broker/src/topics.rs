@@ -489,3 +489,55 @@ fn remove_orphans(data_dir: &Path, known: &std::collections::HashSet<String>) {
         }
     }
 }
+
+/// Reads an internal topic (`__consumer_offsets`, `__transaction_state`: key → latest value)
+/// from its start and hands every keyed data record to `f` as `(key, value)` in log order;
+/// control batches are skipped, an unreadable batch is skipped with a warning. Coordinators
+/// rebuild their state from it at start-up.
+pub(crate) fn replay_internal(
+    reader: &eddy_storage::LogReader,
+    topic: &str,
+    mut f: impl FnMut(bytes::Bytes, Option<bytes::Bytes>),
+) -> Result<(), BrokerError> {
+    use eddy_protocol::batch::{batch_size_at, BatchHeader};
+    let mut offset = reader.log_start_offset();
+    let end = reader.log_end_offset();
+    while offset < end {
+        let chunk = reader.read(offset, 4 * 1024 * 1024)?;
+        let mut buf = chunk.bytes;
+        let mut next = offset;
+        while let Some(size) = batch_size_at(&buf) {
+            if size > buf.len() {
+                break;
+            }
+            let mut one = buf.split_to(size);
+            let Ok((last, control)) =
+                BatchHeader::parse(&one).map(|h| (h.last_offset(), h.is_control()))
+            else {
+                break;
+            };
+            if !control {
+                match kafka_protocol::records::RecordBatchDecoder::decode(&mut one) {
+                    Ok(set) => {
+                        for r in set.records {
+                            if r.offset >= offset {
+                                if let Some(k) = r.key {
+                                    f(k, r.value);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic, error = %e, "skipping an unreadable batch")
+                    }
+                }
+            }
+            next = last + 1;
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
+}

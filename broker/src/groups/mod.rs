@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::sync::oneshot;
 
@@ -723,54 +723,16 @@ pub(crate) struct MemberDescription {
 fn replay(reader: &eddy_storage::LogReader) -> Result<(Inner, usize), BrokerError> {
     let mut latest: HashMap<Key, Option<Bytes>> = HashMap::new();
     let mut order: Vec<Key> = Vec::new();
-    let mut offset = reader.log_start_offset();
-    let end = reader.log_end_offset();
     let mut count = 0usize;
-    while offset < end {
-        let chunk = reader.read(offset, 4 * 1024 * 1024)?;
-        if chunk.bytes.is_empty() {
-            break;
-        }
-        let mut buf = chunk.bytes.clone();
-        let mut next = offset;
-        while !buf.is_empty() {
-            let Some(size) = eddy_protocol::batch::batch_size_at(&buf) else {
-                break;
-            };
-            if size > buf.len() {
-                break;
+    crate::topics::replay_internal(reader, OFFSETS_TOPIC, |key, value| {
+        if let Some(k) = Key::decode(key) {
+            if !latest.contains_key(&k) {
+                order.push(k.clone());
             }
-            let mut one = buf.split_to(size);
-            let header_last = eddy_protocol::batch::BatchHeader::parse(&one)
-                .map(|h| h.last_offset())
-                .unwrap_or(next);
-            match RecordBatchDecoder::decode(&mut one) {
-                Ok(set) => {
-                    for r in set.records {
-                        if r.offset < offset {
-                            continue;
-                        }
-                        let Some(k) = r.key.and_then(Key::decode) else {
-                            continue;
-                        };
-                        if !latest.contains_key(&k) {
-                            order.push(k.clone());
-                        }
-                        latest.insert(k, r.value);
-                        count += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable batch in the offsets topic")
-                }
-            }
-            next = header_last + 1;
+            latest.insert(k, value);
+            count += 1;
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     let mut inner = Inner::default();
     let now = Instant::now();
     let now_ms = now_ms();

@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_protocol::batch::{batch_size_at, BatchBuilder, BatchHeader};
-use kafka_protocol::records::RecordBatchDecoder;
+use eddy_protocol::batch::BatchBuilder;
 
 use crate::error::BrokerError;
 use crate::groups;
@@ -489,48 +488,13 @@ fn replay(
     reader: &eddy_storage::LogReader,
 ) -> Result<(HashMap<String, TxnMeta>, usize), BrokerError> {
     let mut latest: BTreeMap<String, Option<Bytes>> = BTreeMap::new();
-    let mut offset = reader.log_start_offset();
-    let end = reader.log_end_offset();
     let mut count = 0usize;
-    while offset < end {
-        let chunk = reader.read(offset, 4 * 1024 * 1024)?;
-        if chunk.bytes.is_empty() {
-            break;
+    crate::topics::replay_internal(reader, "__transaction_state", |key, value| {
+        if let Some(tid) = records::decode_key(key) {
+            latest.insert(tid, value);
+            count += 1;
         }
-        let mut buf = chunk.bytes.clone();
-        let mut next = offset;
-        while let Some(size) = batch_size_at(&buf) {
-            if size > buf.len() {
-                break;
-            }
-            let mut one = buf.split_to(size);
-            let Ok(last) = BatchHeader::parse(&one).map(|h| h.last_offset()) else {
-                break;
-            };
-            match RecordBatchDecoder::decode(&mut one) {
-                Ok(set) => {
-                    for r in set.records {
-                        if r.offset < offset || r.control {
-                            continue;
-                        }
-                        let Some(tid) = r.key.and_then(records::decode_key) else {
-                            continue;
-                        };
-                        latest.insert(tid, r.value);
-                        count += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable batch in the transaction state topic")
-                }
-            }
-            next = last + 1;
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     let mut metas = HashMap::new();
     for (tid, value) in latest {
         let Some(value) = value else { continue };
