@@ -218,6 +218,16 @@ impl Ctx<'_> {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
         self.io.open(path, OpenMode::Existing)
     }
+    /// Opens a segment's `.log` file and reads its size.
+    fn open_log(&self, paths: &SegmentPaths) -> Result<(Arc<dyn IoFile>, u64)> {
+        let log = self
+            .open(&paths.log)
+            .map_err(|e| StorageError::io("open", &paths.log, e))?;
+        let len = log
+            .len()
+            .map_err(|e| StorageError::io("read the size of", &paths.log, e))?;
+        Ok((log, len))
+    }
     fn remove(&self, path: &Path) -> Result<()> {
         match self.io.remove(path) {
             Ok(()) => Ok(()),
@@ -270,12 +280,7 @@ fn load_trusted(
     sealed: bool,
 ) -> Result<std::result::Result<Recovered, String>> {
     let paths = SegmentPaths::new(cx.dir, base);
-    let log = cx
-        .open(&paths.log)
-        .map_err(|e| StorageError::io("open", &paths.log, e))?;
-    let len = log
-        .len()
-        .map_err(|e| StorageError::io("read the size of", &paths.log, e))?;
+    let (log, len) = cx.open_log(&paths)?;
     if len > MAX_SEGMENT_BYTES {
         return Ok(Err(format!(
             "its log is larger than {MAX_SEGMENT_BYTES} bytes"
@@ -378,12 +383,7 @@ fn validate(
     report: &mut RecoveryReport,
 ) -> Result<Recovered> {
     let paths = SegmentPaths::new(cx.dir, base);
-    let log = cx
-        .open(&paths.log)
-        .map_err(|e| StorageError::io("open", &paths.log, e))?;
-    let len = log
-        .len()
-        .map_err(|e| StorageError::io("read the size of", &paths.log, e))?;
+    let (log, len) = cx.open_log(&paths)?;
     let limit = len.min(MAX_SEGMENT_BYTES);
     let mut walker = Walker::new(&*log, 0, limit, 1 << 20);
     let mut builder = IndexBuilder::new(cx.config.index_interval_bytes);

@@ -300,6 +300,40 @@ pub(super) fn offset_commit(broker: Arc<Broker>, req: OffsetCommitRequest) -> Re
 /// Requested partitions of one group: `None` means all committed offsets.
 type Wanted = Option<Vec<(String, i32)>>;
 
+/// One partition's committed offset, in the shape both OffsetFetch layouts (v8+ with several
+/// groups, and older) carry it.
+struct FetchedOffset {
+    partition: i32,
+    error_code: i16,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
+}
+
+/// The committed offsets of `group` for `wanted`, grouped by topic in first-seen order.
+fn fetched_offsets(
+    broker: &Broker,
+    group: &str,
+    wanted: Wanted,
+    unstable: impl Fn(&str, &str, i32) -> Option<i16>,
+) -> Vec<(String, Vec<FetchedOffset>)> {
+    let mut topics: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+    for (t, p, v) in broker.groups.fetch_offsets(group, wanted) {
+        let row = FetchedOffset {
+            partition: p,
+            error_code: unstable(group, &t, p).unwrap_or(0),
+            offset: v.as_ref().map_or(-1, |v| v.offset),
+            leader_epoch: v.as_ref().map_or(-1, |v| v.leader_epoch),
+            metadata: v.map(|v| v.metadata.to_string()).unwrap_or_default(),
+        };
+        match topics.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, rows)) => rows.push(row),
+            None => topics.push((t, vec![row])),
+        }
+    }
+    topics
+}
+
 pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> ResponseKind {
     let mut resp = OffsetFetchResponse::default();
     // v7+: a consumer that asks for stable offsets must wait while a transaction holds an
@@ -322,35 +356,20 @@ pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
             gr.error_code = invalid_group(&g.group_id).unwrap_or(0);
-            let rows = broker.groups.fetch_offsets(&g.group_id, wanted);
-            let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-            for (t, p, v) in rows {
-                let mut pr = OffsetFetchResponsePartitions::default();
-                pr.partition_index = p;
-                pr.error_code = unstable(&g.group_id, &t, p).unwrap_or(0);
-                match v {
-                    Some(v) => {
-                        pr.committed_offset = v.offset;
-                        pr.committed_leader_epoch = v.leader_epoch;
-                        pr.metadata = Some(sb(&v.metadata));
-                    }
-                    None => {
-                        pr.committed_offset = -1;
-                        pr.committed_leader_epoch = -1;
-                        pr.metadata = Some(sb(""));
-                    }
+            for (t, rows) in fetched_offsets(broker, &g.group_id, wanted, unstable) {
+                let mut x = OffsetFetchResponseTopics::default();
+                x.name = TopicName(sb(&t));
+                for r in rows {
+                    let mut pr = OffsetFetchResponsePartitions::default();
+                    pr.partition_index = r.partition;
+                    pr.error_code = r.error_code;
+                    pr.committed_offset = r.offset;
+                    pr.committed_leader_epoch = r.leader_epoch;
+                    pr.metadata = Some(sb(&r.metadata));
+                    x.partitions.push(pr);
                 }
-                match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                    Some(x) => x.partitions.push(pr),
-                    None => {
-                        let mut x = OffsetFetchResponseTopics::default();
-                        x.name = TopicName(sb(&t));
-                        x.partitions.push(pr);
-                        topics.push(x);
-                    }
-                }
+                gr.topics.push(x);
             }
-            gr.topics = topics;
             resp.groups.push(gr);
         }
     } else {
@@ -364,35 +383,20 @@ pub(super) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
                 .collect()
         });
         resp.error_code = invalid_group(&req.group_id).unwrap_or(0);
-        let rows = broker.groups.fetch_offsets(&req.group_id, wanted);
-        let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
-        for (t, p, v) in rows {
-            let mut pr = OffsetFetchResponsePartition::default();
-            pr.partition_index = p;
-            pr.error_code = unstable(&req.group_id, &t, p).unwrap_or(0);
-            match v {
-                Some(v) => {
-                    pr.committed_offset = v.offset;
-                    pr.committed_leader_epoch = v.leader_epoch;
-                    pr.metadata = Some(sb(&v.metadata));
-                }
-                None => {
-                    pr.committed_offset = -1;
-                    pr.committed_leader_epoch = -1;
-                    pr.metadata = Some(sb(""));
-                }
+        for (t, rows) in fetched_offsets(broker, &req.group_id, wanted, unstable) {
+            let mut x = OffsetFetchResponseTopic::default();
+            x.name = TopicName(sb(&t));
+            for r in rows {
+                let mut pr = OffsetFetchResponsePartition::default();
+                pr.partition_index = r.partition;
+                pr.error_code = r.error_code;
+                pr.committed_offset = r.offset;
+                pr.committed_leader_epoch = r.leader_epoch;
+                pr.metadata = Some(sb(&r.metadata));
+                x.partitions.push(pr);
             }
-            match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                Some(x) => x.partitions.push(pr),
-                None => {
-                    let mut x = OffsetFetchResponseTopic::default();
-                    x.name = TopicName(sb(&t));
-                    x.partitions.push(pr);
-                    topics.push(x);
-                }
-            }
+            resp.topics.push(x);
         }
-        resp.topics = topics;
     }
     ResponseKind::OffsetFetch(resp)
 }
