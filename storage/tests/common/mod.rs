@@ -14,52 +14,17 @@ pub fn batch(ts: i64, records: usize, value_len: usize) -> Vec<u8> {
     build_batch(0, ts, &values)
 }
 
-fn write_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        if z < 0x80 {
-            out.push(z as u8);
-            return;
-        }
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-}
-
 /// An uncompressed batch with one record per timestamp (base timestamp = the first, max =
 /// the largest), so timestamp lookups can be checked record by record. `compression` sets the
 /// codec bits without compressing (the payload stays opaque to storage).
 pub fn batch_with_timestamps(timestamps: &[i64], compression: i16) -> Vec<u8> {
-    let base_ts = timestamps[0];
-    let max_ts = timestamps.iter().copied().max().unwrap_or(base_ts);
-    let mut recs = Vec::new();
-    for (i, ts) in timestamps.iter().enumerate() {
-        let mut body = vec![0u8];
-        write_varint(&mut body, ts - base_ts);
-        write_varint(&mut body, i as i64);
-        write_varint(&mut body, -1);
-        write_varint(&mut body, 1);
-        body.push(b'x');
-        write_varint(&mut body, 0);
-        write_varint(&mut recs, body.len() as i64);
-        recs.extend_from_slice(&body);
+    let mut builder = BatchBuilder::default();
+    for ts in timestamps {
+        builder.push(*ts, None, Some(b"x"), &[]);
     }
-    let n = timestamps.len() as i32;
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((BATCH_HEADER_LEN - LOG_OVERHEAD + recs.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&compression.to_be_bytes());
-    b.extend_from_slice(&(n - 1).to_be_bytes());
-    b.extend_from_slice(&base_ts.to_be_bytes());
-    b.extend_from_slice(&max_ts.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&n.to_be_bytes());
-    b.extend_from_slice(&recs);
+    let mut b = builder.finish();
+    // Codec bits only (bytes 21..23 are the attributes, covered by the CRC from byte 21).
+    b[21..23].copy_from_slice(&compression.to_be_bytes());
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
