@@ -3,13 +3,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{require_clients, Broker};
+use eddy_e2e::{require_clients, run_with_stdin, Broker};
 
 /// Sends `bytes` (optionally half-closing) and expects the broker to close the connection
 /// within 5 s without sending a response.
@@ -57,24 +57,10 @@ fn hostile_connections_are_closed_while_others_are_served() -> Result<()> {
         let mut rounds = 0;
         while !stop2.load(Ordering::Relaxed) || rounds < 3 {
             let topic = format!("good-{rounds}");
-            let mut p = Command::new("kcat")
-                .args(["-b", &bootstrap, "-t", &topic, "-P"])
-                .stdin(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("kcat")?;
             let input: String = (0..200).map(|i| format!("m{i}\n")).collect();
-            p.stdin
-                .take()
-                .context("stdin")?
-                .write_all(input.as_bytes())?;
-            let out = p.wait_with_output()?;
-            if !out.status.success() {
-                bail!(
-                    "good producer failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            let mut p = Command::new("kcat");
+            p.args(["-b", &bootstrap, "-t", &topic, "-P"]);
+            run_with_stdin(p, &input).context("good producer failed")?;
             let out = Command::new("kcat")
                 .args(["-b", &bootstrap, "-t", &topic, "-C", "-e", "-q"])
                 .output()?;

@@ -1,12 +1,11 @@
 //! kcat (Debian's, librdkafka 2.0.2): 10,000 keyed records with headers per codec, consumed
 //! back byte-identical and in order.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use eddy_e2e::{require_clients, require_tool, Broker};
+use eddy_e2e::{require_clients, require_tool, run_with_stdin, Broker};
 
 fn kcat() -> Result<()> {
     require_tool("kcat", &["-V"], "scripts/test.sh installs Debian's kcat")
@@ -23,36 +22,21 @@ fn kcat_round_trip_every_codec() -> Result<()> {
         .collect();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("kcat-{codec}");
-        let mut p = Command::new("kcat")
-            .args([
-                "-b",
-                &broker.bootstrap(),
-                "-t",
-                &topic,
-                "-P",
-                "-K",
-                ":",
-                "-z",
-                codec,
-            ])
-            .args(["-H", "h1=one", "-H", "h2=two"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start kcat producer")?;
-        p.stdin
-            .take()
-            .context("stdin")?
-            .write_all(input.as_bytes())?;
-        let out = p.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kcat produce ({codec}) failed: {}\nbroker log:\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                broker.log()
-            );
-        }
+        let mut p = Command::new("kcat");
+        p.args([
+            "-b",
+            &broker.bootstrap(),
+            "-t",
+            &topic,
+            "-P",
+            "-K",
+            ":",
+            "-z",
+            codec,
+        ])
+        .args(["-H", "h1=one", "-H", "h2=two"]);
+        run_with_stdin(p, &input)
+            .with_context(|| format!("kcat produce ({codec}); broker log:\n{}", broker.log()))?;
         let mut c = Command::new("kcat");
         c.args(["-b", &broker.bootstrap(), "-t", &topic, "-C", "-e", "-q"])
             .args(["-f", "%k:%s|%h|%o\n"]);
