@@ -50,6 +50,7 @@ const DAY_MS: &str = "604800000";
 pub(crate) const BROKER_DEFS: &[Def] = &[
     Def { name: "listen", kind: Kind::Addr, default: "127.0.0.1:9092", doc: "Address the Kafka listener binds to.", topic_name: None },
     Def { name: "advertise", kind: Kind::Str, default: "", doc: "HOST:PORT returned to clients in Metadata; empty means the listen address.", topic_name: None },
+    Def { name: "http", kind: Kind::Str, default: "127.0.0.1:9644", doc: "Address of the admin HTTP API (pipelines, SQL); `off` disables it.", topic_name: None },
     Def { name: "data-dir", kind: Kind::Str, default: "./eddy-data", doc: "Directory holding topic metadata and partition logs.", topic_name: None },
     Def { name: "node.id", kind: Kind::Long { min: 0, allow_unlimited: false }, default: "0", doc: "This broker's node id.", topic_name: None },
     Def { name: "num.partitions", kind: Kind::Long { min: 1, allow_unlimited: false }, default: "1", doc: "Partitions of auto-created topics and of CreateTopics requests that don't say.", topic_name: None },
@@ -226,6 +227,11 @@ impl BrokerConfig {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9092)))
     }
 
+    /// Where the admin HTTP API listens; `None` when it is off.
+    pub(crate) fn http(&self) -> Option<SocketAddr> {
+        self.get("http").parse().ok()
+    }
+
     pub(crate) fn data_dir(&self) -> PathBuf {
         PathBuf::from(self.get("data-dir"))
     }
@@ -261,6 +267,14 @@ impl BrokerConfig {
                     reason: "expected HOST:PORT".into(),
                 });
             }
+        }
+        let http = self.get("http");
+        if http != "off" && http.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::BadValue {
+                key: "http".into(),
+                value: http.into(),
+                reason: "expected IP:PORT or off".into(),
+            });
         }
         if self.get("data-dir").is_empty() {
             return Err(ConfigError::BadValue {

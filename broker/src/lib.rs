@@ -4,6 +4,7 @@
 //! partition log), the listener and its connection tasks, and background tasks for retention
 //! and interval flushing. See `docs/design.md` for the whole picture.
 
+mod admin;
 pub mod check;
 pub mod config;
 mod error;
@@ -82,6 +83,14 @@ pub async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let http = match config.http() {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for the admin HTTP API (set http=off or --http HOST:PORT)"
+            )
+        })?),
+        None => None,
+    };
     let bound = listener.local_addr()?;
     let (host, port) = config.advertised(bound);
     let (sd_tx, sd_rx) = watch::channel(false);
@@ -143,12 +152,27 @@ pub async fn serve(
 
     tokio::spawn(broker.txn.clone().run_timers(broker.clone(), sd_rx.clone()));
     let background = spawn_background(broker.clone(), sd_rx.clone());
-    let pipelines = tokio::spawn(pipelines::manage(broker.clone(), sd_rx.clone()));
+    let registry = Arc::new(pipelines::Pipelines::new(broker.clone()));
+    let pipelines = tokio::spawn(pipelines::manage(registry.clone(), sd_rx.clone()));
+    let admin_task = match http {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            tracing::info!("eddy admin API listening on http://{addr}");
+            let admin = admin::Admin {
+                pipelines: registry,
+            };
+            Some(tokio::spawn(admin::run(l, admin, sd_rx.clone())))
+        }
+        None => None,
+    };
     let server = tokio::spawn(server::run(listener, broker.clone(), sd_rx));
     stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = sd_tx.send(true);
     let _ = server.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     // Pipelines take a final checkpoint through the partition writers: before logs close.
     let _ = pipelines.await;
     background.abort();

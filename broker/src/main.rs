@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Directory for topic metadata and partition logs.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// Address of the admin HTTP API (pipelines, SQL), or `off` [default: 127.0.0.1:9644].
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
     /// Any setting, by its name: `--set num.partitions=3` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -89,6 +92,7 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         ("listen", &args.listen),
         ("advertise", &args.advertise),
         ("data-dir", &args.data_dir),
+        ("http", &args.http),
     ];
     for (key, value) in flags {
         if let Some(v) = value {

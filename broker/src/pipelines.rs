@@ -1,7 +1,7 @@
 //! Hosting processor pipelines inside the broker.
 //!
-//! Definitions live in `<data-dir>/pipelines/<name>.json` (written by `eddy pipeline create`,
-//! removed by `eddy pipeline drop`); each pipeline keeps its checkpoint in
+//! Definitions live in `<data-dir>/pipelines/<name>.json` (created and dropped through the
+//! admin HTTP API: `eddy pipeline create/drop`, `eddy sql`); each pipeline keeps its checkpoint in
 //! `<data-dir>/pipelines/<name>/` and its last status in `<name>/status.json`. The manager
 //! rescans the directory every second, so pipelines start with the broker, survive restarts,
 //! and appear or go without one. Each runs in its own task: a pipeline that fails is logged,
@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_processor::{Backend, BoxFuture, LocalHost, PipelineSpec, PipelineStatus, StatusSnapshot};
+use eddy_processor::{
+    Backend, BoxFuture, LocalHost, Pipeline, PipelineSpec, PipelineStatus, StatusSnapshot,
+};
 use eddy_storage::LogReader;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -84,11 +86,95 @@ pub fn pipelines_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("pipelines")
 }
 
-/// Writes a (validated) definition atomically into the data directory.
+/// Writes a (validated) JSON definition straight into a data directory; a running broker
+/// starts it within a second. (The admin API is the usual way; the benchmark uses this.)
 pub fn install(data_dir: &Path, name: &str, definition: &[u8]) -> std::io::Result<()> {
     let dir = pipelines_dir(data_dir);
     std::fs::create_dir_all(&dir)?;
     crate::topics::write_atomic(&dir.join(format!("{name}.json")), definition)
+}
+
+/// A pipeline as the broker persists it: the file it came from is what restarts it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Definition {
+    /// A JSON definition (`eddy_processor::spec`), kept as `<name>.json`.
+    Spec(PipelineSpec),
+}
+
+impl Definition {
+    pub fn name(&self) -> &str {
+        match self {
+            Definition::Spec(s) => &s.name,
+        }
+    }
+
+    /// `json` or `sql`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Definition::Spec(_) => "json",
+        }
+    }
+
+    fn file_name(&self) -> String {
+        format!("{}.{}", self.name(), self.kind())
+    }
+
+    /// The definition as it is stored and shown by `describe`.
+    pub fn text(&self) -> String {
+        match self {
+            Definition::Spec(s) => serde_json::to_string_pretty(s).unwrap_or_default(),
+        }
+    }
+
+    fn compile(&self) -> Result<Pipeline, String> {
+        match self {
+            Definition::Spec(s) => s.compile().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn read(path: &Path) -> Result<Option<Definition>, String> {
+        let ext = path.extension().and_then(|x| x.to_str());
+        if ext != Some("json") {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        PipelineSpec::from_json(&bytes)
+            .map(|s| Some(Definition::Spec(s)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why an admin request on pipelines failed; the admin API maps these to HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no pipeline named '{0}'")]
+    NotFound(String),
+    #[error("pipeline '{0}' already exists with a different definition; drop it first")]
+    Conflict(String),
+    #[error("cannot store pipeline '{name}': {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// Checks a pipeline name: it becomes a file and a directory name in the data directory.
+pub fn check_name(name: &str) -> Result<(), PipelineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PipelineError::Invalid(format!(
+            "invalid pipeline name '{name}': use 1-200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
 }
 
 /// Status as written to `status.json`.
@@ -104,76 +190,179 @@ struct StatusFile<'a> {
 }
 
 struct Running {
-    spec: PipelineSpec,
+    def: Definition,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts, restarts and stops the pipelines defined in the data directory until `shutdown`
-/// fires; then stops each (a final checkpoint) before returning.
-pub(crate) async fn manage(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let dir = pipelines_dir(&broker.config.data_dir());
-    let host: Arc<dyn LocalHost> = Arc::new(BrokerHost(Arc::clone(&broker)));
-    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+/// The pipelines a broker runs: definitions in `<data-dir>/pipelines/`, one supervised task
+/// each. The admin API creates and drops through it; [`manage`] keeps the running set in step
+/// with the directory every second (so definitions written while the broker was down, or by
+/// hand, are picked up too).
+pub struct Pipelines {
+    dir: PathBuf,
+    host: Arc<dyn LocalHost>,
+    /// Running tasks by name. A tokio mutex: create and drop hold it while a task stops.
+    running: tokio::sync::Mutex<BTreeMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Pipelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipelines").field("dir", &self.dir).finish()
+    }
+}
+
+/// How long a stopping pipeline gets for its final checkpoint.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+impl Pipelines {
+    pub(crate) fn new(broker: Arc<Broker>) -> Pipelines {
+        Pipelines {
+            dir: pipelines_dir(&broker.config.data_dir()),
+            host: Arc::new(BrokerHost(broker)),
+            running: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Validates, stores and starts a pipeline. Creating one that exists with the same
+    /// definition is a no-op (`Ok(false)`); a different definition under the same name is a
+    /// conflict: its checkpointed state belongs to the old plan.
+    pub async fn create(&self, def: Definition) -> Result<bool, PipelineError> {
+        check_name(def.name())?;
+        def.compile().map_err(PipelineError::Invalid)?;
+        let mut running = self.running.lock().await;
+        if let Some(existing) = read_definitions(&self.dir).get(def.name()) {
+            if *existing == def {
+                return Ok(false);
+            }
+            return Err(PipelineError::Conflict(def.name().to_string()));
+        }
+        let io = |source| PipelineError::Io {
+            name: def.name().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        crate::topics::write_atomic(&self.dir.join(def.file_name()), def.text().as_bytes())
+            .map_err(io)?;
+        tracing::info!(pipeline = %def.name(), kind = def.kind(), "pipeline created");
+        self.sync(&mut running).await;
+        Ok(true)
+    }
+
+    /// Stops a pipeline (a final checkpoint), then removes its definition and state.
+    pub async fn drop_pipeline(&self, name: &str) -> Result<(), PipelineError> {
+        let mut running = self.running.lock().await;
+        let def = read_definitions(&self.dir)
+            .remove(name)
+            .ok_or_else(|| PipelineError::NotFound(name.to_string()))?;
+        let io = |source| PipelineError::Io {
+            name: name.to_string(),
+            source,
+        };
+        std::fs::remove_file(self.dir.join(def.file_name())).map_err(io)?;
+        if let Some(r) = running.remove(name) {
+            stop(name, r).await;
+        }
+        let state = self.dir.join(name);
+        if state.exists() {
+            std::fs::remove_dir_all(&state).map_err(io)?;
+        }
+        tracing::info!(pipeline = %name, "pipeline dropped");
+        Ok(())
+    }
+
+    /// Every defined pipeline with its last reported status.
+    pub fn list(&self) -> Vec<(Definition, Option<serde_json::Value>)> {
+        read_definitions(&self.dir)
+            .into_values()
+            .map(|d| {
+                let status = read_status_in(&self.dir, d.name());
+                (d, status)
+            })
+            .collect()
+    }
+
+    /// One pipeline's definition and last reported status.
+    pub fn describe(
+        &self,
+        name: &str,
+    ) -> Result<(Definition, Option<serde_json::Value>), PipelineError> {
+        let def = read_definitions(&self.dir)
+            .remove(name)
+            .ok_or_else(|| PipelineError::NotFound(name.to_string()))?;
+        Ok((def, read_status_in(&self.dir, name)))
+    }
+
+    /// Starts and stops tasks so that exactly the stored definitions run.
+    async fn sync(&self, running: &mut BTreeMap<String, Running>) {
+        let defs = read_definitions(&self.dir);
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(name, r)| defs.get(*name) != Some(&r.def))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(r) = running.remove(&name) {
+                tracing::info!(pipeline = %name, "pipeline definition removed or changed; stopping it");
+                stop(&name, r).await;
+            }
+        }
+        for (name, def) in defs {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(supervise(
+                def.clone(),
+                Arc::clone(&self.host),
+                self.dir.join(&name),
+                stop_rx,
+            ));
+            running.insert(name, Running { def, stop, task });
+        }
+    }
+}
+
+async fn stop(name: &str, r: Running) {
+    let _ = r.stop.send(true);
+    if tokio::time::timeout(STOP_GRACE, r.task).await.is_err() {
+        tracing::warn!(pipeline = %name, "pipeline did not stop within {STOP_GRACE:?}");
+    }
+}
+
+/// Keeps the running pipelines in step with their definitions until `shutdown` fires; then
+/// stops each (a final checkpoint) before returning.
+pub(crate) async fn manage(pipelines: Arc<Pipelines>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let specs = read_specs(&dir);
-        running.retain(|name, r| {
-            let keep = specs.get(name).is_some_and(|s| *s == r.spec);
-            if !keep {
-                tracing::info!(pipeline = %name, "pipeline definition removed or changed; stopping it");
-                let _ = r.stop.send(true);
-            }
-            keep
-        });
-        for (name, spec) in specs {
-            if running.contains_key(&name) {
-                continue;
-            }
-            let (stop, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(supervise(
-                spec.clone(),
-                Arc::clone(&host),
-                dir.join(&name),
-                stop_rx,
-            ));
-            running.insert(name, Running { spec, stop, task });
-        }
+        let mut running = pipelines.running.lock().await;
+        pipelines.sync(&mut running).await;
     }
+    let mut running = pipelines.running.lock().await;
     for r in running.values() {
         let _ = r.stop.send(true);
     }
-    for (name, r) in running {
-        if tokio::time::timeout(Duration::from_secs(10), r.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(pipeline = %name, "pipeline did not stop within 10 s");
-        }
+    for (name, r) in std::mem::take(&mut *running) {
+        stop(&name, r).await;
     }
 }
 
-fn read_specs(dir: &Path) -> BTreeMap<String, PipelineSpec> {
+fn read_definitions(dir: &Path) -> BTreeMap<String, Definition> {
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
     };
     for e in entries.flatten() {
         let path = e.path();
-        if path.extension().and_then(|x| x.to_str()) != Some("json") {
-            continue;
-        }
-        match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| PipelineSpec::from_json(&b).map_err(|e| e.to_string()))
-        {
-            Ok(spec) => {
-                out.insert(spec.name.clone(), spec);
+        match Definition::read(&path) {
+            Ok(Some(def)) => {
+                out.insert(def.name().to_string(), def);
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable pipeline definition")
             }
@@ -184,7 +373,7 @@ fn read_specs(dir: &Path) -> BTreeMap<String, PipelineSpec> {
 
 /// Runs one pipeline, restarting it after failures, and keeps its status file current.
 async fn supervise(
-    spec: PipelineSpec,
+    def: Definition,
     host: Arc<dyn LocalHost>,
     state_dir: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -192,8 +381,8 @@ async fn supervise(
     let mut restarts = 0u32;
     loop {
         let status = Arc::new(PipelineStatus::default());
-        let outcome = match spec.compile() {
-            Err(e) => Err(e.to_string()),
+        let outcome = match def.compile() {
+            Err(e) => Err(e),
             Ok(pipeline) => {
                 let run = eddy_processor::run(
                     pipeline,
@@ -202,7 +391,7 @@ async fn supervise(
                     Arc::clone(&status),
                     stop.clone(),
                 );
-                let reporter = report(&spec.name, &state_dir, &status, restarts);
+                let reporter = report(def.name(), &state_dir, &status, restarts);
                 tokio::pin!(run);
                 tokio::select! {
                     r = &mut run => r.map_err(|e| e.to_string()),
@@ -211,7 +400,7 @@ async fn supervise(
             }
         };
         write_status(
-            &spec.name,
+            def.name(),
             &state_dir,
             &status.snapshot(),
             0.0,
@@ -221,7 +410,7 @@ async fn supervise(
         match outcome {
             Ok(()) => return,
             Err(e) => {
-                tracing::error!(pipeline = %spec.name, error = %e, "pipeline failed; restarting from its last checkpoint in 5 s");
+                tracing::error!(pipeline = %def.name(), error = %e, "pipeline failed; restarting from its last checkpoint in 5 s");
                 restarts += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -269,8 +458,12 @@ fn write_status(
     }
 }
 
-/// The state of a pipeline as last reported (for `eddy pipeline list/describe`).
+/// The state of a pipeline as last reported.
 pub fn read_status(data_dir: &Path, name: &str) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(pipelines_dir(data_dir).join(name).join("status.json")).ok()?;
+    read_status_in(&pipelines_dir(data_dir), name)
+}
+
+fn read_status_in(dir: &Path, name: &str) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(dir.join(name).join("status.json")).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -98,10 +98,10 @@ pub fn client_script(rel: &str) -> PathBuf {
     repo_root().join("tests/clients").join(rel)
 }
 
-/// The port from the broker's "eddy listening on 127.0.0.1:PORT" log line.
-fn listening_port(log: &str) -> Option<u16> {
-    let at = log.find("eddy listening on 127.0.0.1:")?;
-    let rest = &log[at + "eddy listening on 127.0.0.1:".len()..];
+/// The port from the broker's "<marker>PORT" log line (e.g. "eddy listening on 127.0.0.1:").
+fn logged_port(log: &str, marker: &str) -> Option<u16> {
+    let at = log.find(marker)?;
+    let rest = &log[at + marker.len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -111,6 +111,8 @@ fn listening_port(log: &str) -> Option<u16> {
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The admin HTTP API's port (bound like `port`: free on first start, kept after).
+    http_port: u16,
     data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     log_path: PathBuf,
@@ -141,6 +143,7 @@ impl Broker {
             // 0 until the first start: the broker binds a free port itself and logs it, so
             // tests running in parallel can never race for the same port.
             port: 0,
+            http_port: 0,
             data,
             _tmp: Some(tmp),
             log_path,
@@ -166,6 +169,8 @@ impl Broker {
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--data-dir")
             .arg(&self.data)
             .args(["--set", "group.initial.rebalance.delay.ms=0"])
@@ -180,14 +185,18 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(20);
         let marker = format!("===== start #{} =====", self.starts);
         loop {
-            if self.port == 0 {
+            if self.port == 0 || self.http_port == 0 {
                 let log = self.log();
                 let this_start = log.rsplit(&marker).next().unwrap_or("");
-                if let Some(port) = listening_port(this_start) {
+                if let Some(port) = logged_port(this_start, "eddy listening on 127.0.0.1:") {
                     self.port = port;
                 }
+                let admin = "eddy admin API listening on http://127.0.0.1:";
+                if let Some(port) = logged_port(this_start, admin) {
+                    self.http_port = port;
+                }
             }
-            if self.port != 0 && TcpStream::connect(self.addr()).is_ok() {
+            if self.port != 0 && self.http_port != 0 && TcpStream::connect(self.addr()).is_ok() {
                 if let Some(c) = self.child.as_mut() {
                     if let Some(status) = c.try_wait()? {
                         bail!(
@@ -222,6 +231,11 @@ impl Broker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The admin HTTP API's address, as `--admin` takes it.
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
     }
 
     pub fn data_dir(&self) -> &Path {

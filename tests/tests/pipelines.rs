@@ -150,8 +150,8 @@ fn install(broker: &Broker, name: &str, spec: &str) -> Result<()> {
     let mut c = Command::new(eddy_bin());
     c.args(["pipeline", "create", "-f"])
         .arg(&path)
-        .arg("--data-dir")
-        .arg(broker.data_dir());
+        .arg("--admin")
+        .arg(broker.admin());
     run_ok(c, Duration::from_secs(30), "eddy pipeline create")?;
     Ok(())
 }
@@ -163,8 +163,8 @@ fn describe(broker: &Broker) -> Result<serde_json::Value> {
 /// `eddy pipeline describe NAME` as JSON.
 fn describe_named(broker: &Broker, name: &str) -> Result<serde_json::Value> {
     let mut c = Command::new(eddy_bin());
-    c.args(["pipeline", "describe", name, "--data-dir"])
-        .arg(broker.data_dir());
+    c.args(["pipeline", "describe", name, "--admin"])
+        .arg(broker.admin());
     let out = run_ok(c, Duration::from_secs(30), "eddy pipeline describe")?;
     Ok(serde_json::from_slice(&out.stdout)?)
 }
@@ -388,5 +388,112 @@ fn a_failing_pipeline_is_reported_and_the_broker_keeps_serving() -> Result<()> {
     }
     let rows = wait_for_rows(&broker, expected(base, n).len(), Duration::from_secs(60))?;
     check_exact(&rows, base, n)?;
+    Ok(())
+}
+
+/// The pipeline lifecycle through the admin HTTP API and the CLI on top of it: create (and
+/// create again: a no-op), a refused redefinition, an invalid definition, list, describe,
+/// drop (definition and state gone, nothing left running), and errors for unknown names.
+#[test]
+fn admin_api_creates_lists_describes_and_drops_pipelines() -> Result<()> {
+    let broker = Broker::start()?;
+    setup(&broker)?;
+    let admin = broker.admin();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(eddy_bin());
+        c.args(args).arg("--admin").arg(&admin);
+        c
+    };
+    install(&broker, "per-user", SPEC)?;
+    // The same definition again is accepted without a change.
+    let again = run_ok(
+        {
+            let path = broker
+                .data_dir()
+                .parent()
+                .context("parent")?
+                .join("per-user.json");
+            cli(&["pipeline", "create", "-f", path.to_str().context("path")?])
+        },
+        Duration::from_secs(30),
+        "create again",
+    )?;
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
+    // A different definition under the same name is refused: its state belongs to the old plan.
+    let changed = SPEC.replace("per-user-counts", "other-output");
+    let path = broker
+        .data_dir()
+        .parent()
+        .context("parent")?
+        .join("changed.json");
+    std::fs::write(&path, &changed)?;
+    let out = cli(&["pipeline", "create", "-f", path.to_str().context("path")?]).output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already exists with a different definition"),
+        "{err}"
+    );
+    // An invalid definition is refused with the reason and nothing is stored.
+    std::fs::write(
+        &path,
+        r#"{"name": "bad", "inputs": [], "output": "x", "steps": [{"explode": 1}]}"#,
+    )?;
+    let out = cli(&["pipeline", "create", "-f", path.to_str().context("path")?]).output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("explode"), "{err}");
+
+    let out = run_ok(cli(&["pipeline", "list"]), Duration::from_secs(30), "list")?;
+    let list = String::from_utf8(out.stdout)?;
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.starts_with("per-user\tjson\t"), "{list}");
+
+    // Describe shows the definition; wait until the status says it runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let s = describe(&broker)?;
+        if s["state"] == "running" || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["state"], "running", "{status}");
+    assert!(status["definition"]
+        .as_str()
+        .unwrap_or("")
+        .contains("per-user-counts"));
+
+    run_ok(
+        cli(&["pipeline", "drop", "per-user"]),
+        Duration::from_secs(60),
+        "drop",
+    )?;
+    assert!(!broker.data_dir().join("pipelines/per-user").exists());
+    assert!(!broker.data_dir().join("pipelines/per-user.json").exists());
+    let out = run_ok(cli(&["pipeline", "list"]), Duration::from_secs(30), "list")?;
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "no pipelines");
+    // Dropped means stopped: new input produces no output.
+    let before = consume_all(&broker, "per-user-counts")?.len();
+    let base = base_ts();
+    produce(&broker, "clicks", 0, &events(base, 0, 500))?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(consume_all(&broker, "per-user-counts")?.len(), before);
+
+    for args in [
+        ["pipeline", "describe", "per-user"],
+        ["pipeline", "drop", "per-user"],
+    ] {
+        let out = cli(&args).output()?;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no pipeline named 'per-user'"), "{err}");
+    }
+    // No broker at the address: a clear one-line error.
+    let out = Command::new(eddy_bin())
+        .args(["pipeline", "list", "--admin", "127.0.0.1:1"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! the Kafka protocol through `eddy-client`, so they work against any Kafka-compatible
 //! cluster.
 
+pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod bench_pipeline;
 pub(crate) mod data;
