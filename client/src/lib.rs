@@ -1,6 +1,7 @@
 //! A small async Kafka client built on the same codecs as the broker. It works against any
 //! Kafka-compatible cluster: the `eddy` CLI, `eddy bench` and remote pipelines use it.
 
+pub mod batches;
 pub mod cluster;
 pub mod conn;
 pub mod consumer;

@@ -34,6 +34,9 @@ pub(crate) struct StagedMeta {
 pub(crate) struct Meta {
     pub(crate) id: u64,
     pub(crate) producer_id: i64,
+    /// The epoch that goes with `producer_id` (0 from the broker; a remote cluster says).
+    #[serde(default)]
+    pub(crate) producer_epoch: i16,
     /// Next offset to read per "topic/partition" key.
     pub(crate) positions: BTreeMap<String, i64>,
     pub(crate) watermark: Option<i64>,

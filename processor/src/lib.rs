@@ -46,9 +46,16 @@
 //!
 //! Cost: output becomes visible once per checkpoint interval (1 s by default, like Flink's
 //! exactly-once sinks), and each output byte is written twice (checkpoint and log). Staged
-//! output above 32 MiB forces an early checkpoint. The remote sink delivers through an
-//! ordinary producer: exactly-once there needs Kafka transactions and is at-least-once until
-//! then (a crash between delivery and the next checkpoint re-sends one checkpoint's output).
+//! output above 32 MiB forces an early checkpoint.
+//!
+//! The remote backend works the same way against any Kafka-compatible cluster: the producer
+//! id comes from InitProducerId (idempotent, no transactional id), the staged batches go out
+//! as they are in Produce requests with acks=all, and after a crash the partition leader is
+//! asked how far the producer got (DescribeProducers, KIP-664, Kafka 2.8+). Limits: a cluster
+//! without DescribeProducers gets the resumed checkpoint's output again (at-least-once for
+//! that one checkpoint, logged), and a cluster that expired the producer's state
+//! (`producer.id.expiration.ms`, a day by default) before the pipeline came back cannot say
+//! which of that checkpoint's batches it has.
 
 pub mod aggregate;
 mod checkpoint;

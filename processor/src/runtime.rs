@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eddy_client::consumer::decode_into;
 use eddy_client::partitioner::partition_for_key;
-use eddy_client::{Cluster, OutRecord, Producer, ProducerConfig, StartAt};
+use eddy_client::{Cluster, StartAt};
 use eddy_protocol::batch::{set_producer, BatchBuilder};
 use tokio::sync::{mpsc, watch};
 
@@ -94,8 +93,10 @@ impl PipelineStatus {
     }
 }
 
-/// A batch is closed at this size and a new one started.
-const BATCH_BYTES: usize = 1 << 20;
+/// A batch is closed once it reaches this size and a new one started: well under the 1 MiB
+/// default `max.message.bytes` of Kafka and Eddy even with the record that crosses it (a
+/// remote sink rejects a larger batch).
+const BATCH_BYTES: usize = 512 << 10;
 /// Staged output beyond this forces an early checkpoint (bounds memory and checkpoint size).
 const STAGED_LIMIT: usize = 32 << 20;
 
@@ -151,7 +152,6 @@ struct Runner {
     tracker: WatermarkTracker,
     staging: Staging,
     meta: Meta,
-    producer: Option<Producer>,
     /// Something was read or fired since the last checkpoint.
     dirty: bool,
     /// Exclusive lock on `dir`: one run of a pipeline at a time.
@@ -236,20 +236,21 @@ async fn run_inner(
             (ck.meta.clone(), Some(ck))
         }
         None => {
-            let producer_id = match &backend {
-                Backend::Local(h) => {
-                    h.allocate_producer_id()
-                        .await
-                        .map_err(|reason| ProcessorError::Sink {
-                            topic: p.output.clone(),
-                            partition: -1,
-                            reason,
-                        })?
-                }
-                Backend::Remote(_) => -1,
+            let sink_err = |reason: String| ProcessorError::Sink {
+                topic: p.output.clone(),
+                partition: -1,
+                reason,
+            };
+            let (producer_id, producer_epoch) = match &backend {
+                Backend::Local(h) => (h.allocate_producer_id().await.map_err(sink_err)?, 0),
+                Backend::Remote(c) => c
+                    .init_producer_id()
+                    .await
+                    .map_err(|e| sink_err(e.to_string()))?,
             };
             let meta = Meta {
                 producer_id,
+                producer_epoch,
                 ..Meta::default()
             };
             // Fix the producer id before anything is written under it.
@@ -265,10 +266,6 @@ async fn run_inner(
             (meta, None)
         }
     };
-    let producer = match &backend {
-        Backend::Remote(c) => Some(Producer::new(Arc::clone(c), ProducerConfig::default())),
-        Backend::Local(_) => None,
-    };
     let mut r = Runner {
         positions: vec![0; slots.len()],
         ends: vec![0; slots.len()],
@@ -281,7 +278,6 @@ async fn run_inner(
         tracker,
         staging: Staging::default(),
         meta,
-        producer,
         dirty: false,
         lock,
     };
@@ -290,10 +286,10 @@ async fn run_inner(
         // again; batches already written are recognised by their sequence numbers.
         deliver(
             &r.backend,
-            r.producer.as_ref(),
             r.meta.producer_id,
             &ck.meta.staged,
             ck.batches,
+            true,
         )
         .await?;
     }
@@ -562,7 +558,12 @@ impl Runner {
                 let key = tp_key(&topic, partition);
                 let seq = self.meta.next_sequence.get(&key).copied().unwrap_or(0);
                 if self.meta.producer_id >= 0 {
-                    set_producer(&mut bytes, self.meta.producer_id, 0, seq);
+                    set_producer(
+                        &mut bytes,
+                        self.meta.producer_id,
+                        self.meta.producer_epoch,
+                        seq,
+                    );
                 }
                 self.meta
                     .next_sequence
@@ -605,10 +606,10 @@ impl Runner {
         .await?;
         deliver(
             &self.backend,
-            self.producer.as_ref(),
             self.meta.producer_id,
             &staged,
             batches,
+            false,
         )
         .await?;
         let (id, out) = (self.meta.id, self.meta.records_out);
@@ -620,67 +621,77 @@ impl Runner {
     }
 }
 
-/// Appends staged batches. Local: skips batches whose sequences the host already holds from
-/// `pid` (delivered before a crash). Remote: sends the records through the producer.
+/// Appends staged batches in order. With `recovering` (the output of the checkpoint a run
+/// resumed from), a batch is first checked against the last sequence the sink holds for the
+/// pipeline's producer id and skipped if it was written before the crash; batches of a fresh
+/// commit were never sent, so they go straight out. Local: through the host's partition
+/// writers. Remote: the same bytes in Produce requests (acks=all) to each partition's leader,
+/// partitions in parallel, the leader asked with DescribeProducers when recovering.
 async fn deliver(
     backend: &Backend,
-    producer: Option<&Producer>,
     pid: i64,
     staged: &[StagedMeta],
     batches: Vec<Vec<u8>>,
+    recovering: bool,
 ) -> Result<(), ProcessorError> {
-    {
-        for (m, batch) in staged.iter().zip(batches) {
+    // Per partition, in order; partitions are independent.
+    type Batches<'a> = Vec<(&'a StagedMeta, Vec<u8>)>;
+    let mut per_partition: BTreeMap<(&str, i32), Batches> = BTreeMap::new();
+    for (m, batch) in staged.iter().zip(batches) {
+        per_partition
+            .entry((m.topic.as_str(), m.partition))
+            .or_default()
+            .push((m, batch));
+    }
+    let sends = per_partition.into_values().map(|list| async move {
+        for (m, batch) in list {
             let sink_err = |reason: String| ProcessorError::Sink {
                 topic: m.topic.clone(),
                 partition: m.partition,
                 reason,
             };
+            let end_seq = m.base_sequence.wrapping_add(m.records - 1);
             match backend {
                 Backend::Local(host) => {
-                    let last = host.last_sequence(&m.topic, m.partition, pid).await;
-                    let end_seq = m.base_sequence.wrapping_add(m.records - 1);
-                    if last.is_some_and(|l| l >= end_seq) {
-                        continue; // written before the crash
+                    if recovering {
+                        let last = host.last_sequence(&m.topic, m.partition, pid).await;
+                        if last.is_some_and(|l| l >= end_seq) {
+                            continue; // written before the crash
+                        }
                     }
                     host.append(&m.topic, m.partition, batch)
                         .await
                         .map_err(sink_err)?;
                 }
-                Backend::Remote(_) => {
-                    let Some(producer) = producer else { continue };
-                    let mut records = Vec::new();
-                    decode_into(&m.topic, m.partition, 0, Bytes::from(batch), &mut records)
-                        .map_err(|e| sink_err(e.to_string()))?;
-                    let mut acks = Vec::with_capacity(records.len());
-                    for r in records {
-                        let out = OutRecord {
-                            topic: r.topic,
-                            partition: Some(r.partition),
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
-                            timestamp: Some(r.timestamp),
-                        };
-                        acks.push(
-                            producer
-                                .send(out)
-                                .await
-                                .map_err(|e| sink_err(e.to_string()))?,
-                        );
+                Backend::Remote(cluster) => {
+                    if recovering && pid >= 0 {
+                        match cluster.last_sequence(&m.topic, m.partition, pid).await {
+                            Ok(Some(l)) if l >= end_seq => continue,
+                            Ok(_) => {}
+                            // Without DescribeProducers (Kafka before 2.8) the batch is sent
+                            // again: at-least-once for this one checkpoint's output.
+                            Err(e) => tracing::warn!(
+                                topic = %m.topic, partition = m.partition, error = %e,
+                                "cannot ask the sink how far this pipeline got; re-sending a checkpoint's output"
+                            ),
+                        }
                     }
-                    producer
-                        .flush()
+                    cluster
+                        .produce_batch(
+                            &m.topic,
+                            m.partition,
+                            Bytes::from(batch),
+                            Duration::from_secs(30),
+                        )
                         .await
                         .map_err(|e| sink_err(e.to_string()))?;
-                    for a in acks {
-                        a.await
-                            .map_err(|_| sink_err("the producer stopped".into()))?
-                            .map_err(|e| sink_err(e.to_string()))?;
-                    }
                 }
             }
         }
-        Ok(())
+        Ok::<(), ProcessorError>(())
+    });
+    for r in futures::future::join_all(sends).await {
+        r?;
     }
+    Ok(())
 }

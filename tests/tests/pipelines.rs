@@ -497,3 +497,112 @@ fn admin_api_creates_lists_describes_and_drops_pipelines() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
     Ok(())
 }
+
+/// `cargo test exactly_once` selects this too. A pipeline running remotely (a client of the
+/// broker over TCP, as against any Kafka cluster) is aborted at random moments (its task is
+/// dropped mid-flight, like a crashed process) and restarted from its state directory. The
+/// plan passes every event through, so most of its time goes to delivering output and the
+/// aborts land in the commit phase too; every event must come out exactly once.
+#[test]
+fn exactly_once_remote_pipeline_survives_aborted_runs() -> Result<()> {
+    let n: u64 = 60_000;
+    let broker = Broker::start()?;
+    for (t, p) in [("clicks", PARTITIONS), ("remote-out", 2)] {
+        run_ok(
+            eddy(
+                &broker,
+                &["topic", "create", t, "--partitions", &p.to_string()],
+            ),
+            Duration::from_secs(30),
+            "create topic",
+        )?;
+    }
+    let spec = eddy_processor::PipelineSpec::from_json(
+        br#"{"name": "pass-remote", "inputs": [{"topic": "clicks", "event_time": "ts"}],
+            "checkpoint_interval_ms": 20,
+            "steps": [{"filter": {"field": "user", "op": "!=", "value": "end"}}],
+            "output": "remote-out"}"#,
+    )?;
+    let state = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let cluster = rt.block_on(eddy_client::Cluster::connect(
+        &broker.bootstrap(),
+        "remote-eo",
+    ))?;
+    let start = |stop: tokio::sync::watch::Receiver<bool>| -> Result<_> {
+        let status = std::sync::Arc::new(eddy_processor::PipelineStatus::default());
+        let task = rt.spawn(eddy_processor::run(
+            spec.compile()?,
+            eddy_processor::Backend::Remote(std::sync::Arc::clone(&cluster)),
+            state.path().to_path_buf(),
+            std::sync::Arc::clone(&status),
+            stop,
+        ));
+        Ok((task, status))
+    };
+    let base = base_ts();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    eprintln!("remote exactly-once abort seed {seed}");
+    let (_never, never_stop) = tokio::sync::watch::channel(false);
+    let rounds = 12;
+    let mut mid_work = 0;
+    for round in 0..rounds {
+        let (from, to) = (n * round / rounds, n * (round + 1) / rounds);
+        for p in 0..PARTITIONS {
+            produce(&broker, "clicks", p, &events_between(base, p, from, to))?;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (task, status) = start(never_stop.clone())?;
+        std::thread::sleep(Duration::from_millis(30 + seed % 400));
+        let before = status.snapshot();
+        task.abort();
+        if let Ok(Err(e)) = rt.block_on(task) {
+            bail!("the remote pipeline failed: {e}");
+        }
+        if before.records_out > 0 && before.records_in < to * PARTITIONS as u64 {
+            mid_work += 1;
+        }
+    }
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (task, _status) = start(stop)?;
+    let want = n * PARTITIONS as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rows = consume_all(&broker, "remote-out")?;
+    while (rows.len() as u64) < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        rows = consume_all(&broker, "remote-out")?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = stop_tx.send(true);
+    rt.block_on(task)??;
+    let rows = consume_all(&broker, "remote-out")?;
+    eprintln!(
+        "{rounds} aborts ({mid_work} while output was flowing); {} output rows",
+        rows.len()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &rows {
+        let v: serde_json::Value = serde_json::from_str(r).with_context(|| format!("row {r}"))?;
+        let ts = v["ts"].as_u64().context("ts")?;
+        if !seen.insert(ts) {
+            bail!("event {r} was delivered twice");
+        }
+    }
+    let expect: std::collections::BTreeSet<u64> = (0..PARTITIONS)
+        .flat_map(|p| (0..n).map(move |i| base + i * 7 + p as u64))
+        .collect();
+    if seen != expect {
+        bail!(
+            "{} events missing, {} unexpected",
+            expect.difference(&seen).count(),
+            seen.difference(&expect).count()
+        );
+    }
+    Ok(())
+}
