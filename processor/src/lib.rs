@@ -68,6 +68,7 @@ pub mod plan;
 mod runtime;
 mod source;
 pub mod spec;
+pub mod sql;
 pub mod value;
 pub mod watermark;
 pub mod window;

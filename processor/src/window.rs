@@ -28,6 +28,10 @@ pub enum WindowKind {
     Hopping { size: i64, slide: i64 },
     /// Per key, activity separated by more than `gap` ms of inactivity.
     Session { gap: i64 },
+    /// Flink's CUMULATE: windows `[start, start + step)`, `[start, start + 2 * step)`, ... up
+    /// to `[start, start + size)`, with `start` aligned to `size`; an event is in every one of
+    /// them that ends after it.
+    Cumulating { size: i64, step: i64 },
     /// No window: a running aggregate per key, re-emitted on every update (upsert stream).
     Global,
 }
@@ -44,6 +48,12 @@ impl WindowKind {
             }
             WindowKind::Hopping { size, slide } if size % slide != 0 => {
                 bad("a hopping window's size must be a multiple of its slide")
+            }
+            WindowKind::Cumulating { size, step } if size <= 0 || step <= 0 => {
+                bad("a cumulating window's size and step must be positive")
+            }
+            WindowKind::Cumulating { size, step } if size % step != 0 => {
+                bad("a cumulating window's size must be a multiple of its step")
             }
             WindowKind::Session { gap } if gap <= 0 => {
                 bad("a session window's gap must be positive")
@@ -73,6 +83,16 @@ impl WindowKind {
                     start -= slide;
                 }
                 out.reverse();
+            }
+            WindowKind::Cumulating { size, step } => {
+                let start = ts - ts.rem_euclid(size);
+                let mut end = start + step;
+                while end <= start + size {
+                    if end > ts {
+                        out.push((start, end));
+                    }
+                    end += step;
+                }
             }
             WindowKind::Session { .. } | WindowKind::Global => {}
         }
@@ -341,9 +361,9 @@ impl Operator for WindowAggregate {
 
     fn process(&mut self, event: Event, out: &mut Collector) {
         match self.spec.kind {
-            WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } => {
-                self.process_fixed(event, out)
-            }
+            WindowKind::Tumbling { .. }
+            | WindowKind::Hopping { .. }
+            | WindowKind::Cumulating { .. } => self.process_fixed(event, out),
             WindowKind::Session { gap } => self.process_session(event, out, gap),
             WindowKind::Global => self.process_global(event, out),
         }

@@ -1,0 +1,212 @@
+//! The operator SQL plans are made of besides the engine's window aggregate: a stage that
+//! reads a row (from a table's JSON, or from the fields an aggregate emitted), filters it,
+//! optionally assigns windows (window TVFs without aggregation), and writes the next
+//! object: an internal one between operators, or the sink's JSON row with its record key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::event::{Collector, Event};
+use crate::operator::Operator;
+use crate::value::Value;
+use crate::window::WindowKind;
+
+use super::eval::{eval, is_true};
+use super::expr::Expr;
+use super::format::{decode_field, encode_field};
+use super::types::SqlType;
+
+/// Turns a table's JSON value into a row.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    /// (row position, JSON field name, type) of the physical columns.
+    pub(crate) fields: Vec<(usize, Arc<str>, SqlType)>,
+    /// Row width (all columns, computed ones included).
+    pub(crate) width: usize,
+    /// Computed columns, in declaration order.
+    pub(crate) computed: Vec<(usize, Expr)>,
+    /// 'json.ignore-parse-errors': a bad field becomes NULL instead of skipping the record.
+    pub(crate) lenient: bool,
+}
+
+impl Decoder {
+    fn decode(&self, v: &Value) -> Option<Vec<Value>> {
+        if !matches!(v, Value::Object(_)) {
+            return None;
+        }
+        let mut row = vec![Value::Null; self.width];
+        for (i, name, ty) in &self.fields {
+            let raw = v.get(name).unwrap_or(&Value::Null);
+            row[*i] = match decode_field(raw, ty) {
+                Ok(x) => x,
+                Err(_) if self.lenient => Value::Null,
+                Err(_) => return None,
+            };
+        }
+        for (i, e) in &self.computed {
+            row[*i] = eval(e, &row);
+        }
+        Some(row)
+    }
+}
+
+/// Where a stage's row comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum StageInput {
+    Table(Decoder),
+    /// Named fields of the incoming object, in this order.
+    Fields(Vec<Arc<str>>),
+}
+
+/// One output field.
+#[derive(Debug, Clone)]
+pub(crate) struct OutCol {
+    pub(crate) name: Arc<str>,
+    pub(crate) expr: Expr,
+    /// Encode as this sink type (Flink's JSON); None: keep the row representation.
+    pub(crate) encode: Option<SqlType>,
+    /// Written into the record value (false for key-only fields with EXCEPT_KEY).
+    pub(crate) in_value: bool,
+}
+
+/// Settings of a [`Stage`].
+#[derive(Debug, Clone)]
+pub(crate) struct StageSpec {
+    pub(crate) name: &'static str,
+    pub(crate) input: StageInput,
+    pub(crate) filter: Option<Expr>,
+    /// Window TVF without aggregation: one output per window, the row extended by
+    /// window_start, window_end, window_time.
+    pub(crate) windows: Option<WindowKind>,
+    pub(crate) outputs: Vec<OutCol>,
+    /// Output fields forming the record key (a JSON object), empty: no key.
+    pub(crate) key: Vec<usize>,
+    /// 'json.encode.ignore-null-fields'.
+    pub(crate) skip_nulls: bool,
+    /// 'json.timestamp-format.standard' = 'ISO-8601' on output.
+    pub(crate) iso_timestamps: bool,
+    /// Side output for records that cannot be decoded.
+    pub(crate) dead_letter: Option<Arc<str>>,
+}
+
+/// A stateless SQL step.
+pub(crate) struct Stage {
+    spec: StageSpec,
+    scratch: Vec<(i64, i64)>,
+    /// Records skipped because they did not decode (logged; for status once the engine
+    /// counts operator rejects).
+    bad: u64,
+}
+
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage")
+            .field("name", &self.spec.name)
+            .field("bad", &self.bad)
+            .finish()
+    }
+}
+
+impl Stage {
+    pub(crate) fn new(spec: StageSpec) -> Stage {
+        Stage {
+            spec,
+            scratch: Vec::new(),
+            bad: 0,
+        }
+    }
+
+    fn build(&self, row: &[Value], event: &Event) -> Event {
+        let mut fields = Vec::with_capacity(self.spec.outputs.len());
+        let mut key_fields = Vec::new();
+        for (i, o) in self.spec.outputs.iter().enumerate() {
+            let v = eval(&o.expr, row);
+            let v = match &o.encode {
+                Some(ty) => {
+                    let mut x = encode_field(&v, ty);
+                    if self.spec.iso_timestamps && matches!(ty, SqlType::Timestamp(_)) {
+                        if let Value::Str(s) = &x {
+                            x = Value::str(&s.replacen(' ', "T", 1));
+                        }
+                    }
+                    x
+                }
+                None => v,
+            };
+            if self.spec.key.contains(&i) {
+                key_fields.push((Arc::clone(&o.name), v.clone()));
+            }
+            if o.in_value && !(self.spec.skip_nulls && v.is_null()) {
+                fields.push((Arc::clone(&o.name), v));
+            }
+        }
+        let key = if self.spec.key.is_empty() {
+            None
+        } else {
+            Some(Bytes::from(Value::Object(key_fields).to_json()))
+        };
+        Event {
+            key,
+            value: Value::Object(fields),
+            timestamp: event.timestamp,
+            headers: Vec::new(),
+            input: event.input,
+        }
+    }
+}
+
+impl Operator for Stage {
+    fn name(&self) -> &str {
+        self.spec.name
+    }
+
+    fn process(&mut self, event: Event, out: &mut Collector) {
+        let row = match &self.spec.input {
+            StageInput::Table(d) => match d.decode(&event.value) {
+                Some(r) => r,
+                None => {
+                    self.bad += 1;
+                    tracing::warn!(
+                        operator = self.spec.name,
+                        "skipping a record whose JSON does not match the table's columns"
+                    );
+                    if let Some(dl) = &self.spec.dead_letter {
+                        out.emit_side(dl, event);
+                    }
+                    return;
+                }
+            },
+            StageInput::Fields(names) => names
+                .iter()
+                .map(|n| event.value.get(n).cloned().unwrap_or(Value::Null))
+                .collect(),
+        };
+        if let Some(f) = &self.spec.filter {
+            if !is_true(f, &row) {
+                return;
+            }
+        }
+        match self.spec.windows {
+            None => {
+                let e = self.build(&row, &event);
+                out.emit(e);
+            }
+            Some(kind) => {
+                let mut ws = std::mem::take(&mut self.scratch);
+                kind.assign_pub(event.timestamp, &mut ws);
+                let mut r = row;
+                let n = r.len();
+                for &(s, e) in &ws {
+                    r.truncate(n);
+                    r.extend([Value::Int(s), Value::Int(e), Value::Int(e - 1)]);
+                    let mut ev = self.build(&r, &event);
+                    ev.timestamp = e - 1;
+                    out.emit(ev);
+                }
+                self.scratch = ws;
+            }
+        }
+    }
+}

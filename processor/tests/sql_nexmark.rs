@@ -1,0 +1,458 @@
+//! Nexmark queries in Flink SQL (as close to the Flink text as the supported subset allows),
+//! run bounded over generated bids; every result is compared with one computed here in
+//! plain Rust from the generator's bids, not from Eddy's output.
+
+mod sql_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use eddy_processor::Value;
+use sql_support::*;
+
+const N: usize = 3_000;
+
+fn sink(name: &str, cols: &str, topic: &str) -> String {
+    format!("CREATE TABLE {name} ({cols}) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json')")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q0_pass_through_writes_every_bid_as_flink_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 7);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q0\nSELECT auction, bidder, price, `dateTime`, extra FROM bid;",
+        sink("nexmark_q0", "auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR", "q0")
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut want: Vec<String> = bids
+        .iter()
+        .map(|b| {
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"dateTime":"{}","extra":"{}"}}"#,
+                b.auction,
+                b.bidder,
+                b.price,
+                flink_ts(b.date_time),
+                b.extra
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+    assert!(
+        out.iter().all(|r| r.key.is_none()),
+        "a kafka sink without key fields writes no key"
+    );
+    assert!(
+        want.iter().any(|v| v.contains(":00\",")),
+        "some times have no fraction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q1_currency_conversion_is_exact_decimal_arithmetic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 11);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q1
+SELECT
+    auction,
+    bidder,
+    0.908 * price as price, -- convert dollar to euro
+    `dateTime`,
+    extra
+FROM bid;",
+        sink("nexmark_q1", "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), `dateTime` TIMESTAMP(3), extra VARCHAR", "q1")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    // 0.908 * price is exact: price * 908 thousandths. Flink writes it as a JSON number; we
+    // check the number's text, which carries no trailing zeros (908.000 is written 908.0).
+    let euro = |p: i64| {
+        let m = p * 908;
+        let frac = format!("{:03}", m % 1000);
+        let frac = frac.trim_end_matches('0');
+        format!("{}.{}", m / 1000, if frac.is_empty() { "0" } else { frac })
+    };
+    let mut want: Vec<String> = bids
+        .iter()
+        .map(|b| {
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"dateTime":"{}","extra":"{}"}}"#,
+                b.auction,
+                b.bidder,
+                euro(b.price),
+                flink_ts(b.date_time),
+                b.extra
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q2_selection_by_mod() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 13);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q2\nSELECT auction, price FROM bid WHERE MOD(auction, 123) = 0;",
+        sink("nexmark_q2", "auction BIGINT, price BIGINT", "q2")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want: Vec<String> = bids
+        .iter()
+        .filter(|b| b.auction % 123 == 0)
+        .map(|b| format!(r#"{{"auction":{},"price":{}}}"#, b.auction, b.price))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty(), "the generator hits multiples of 123");
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q11_user_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 17);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q11
+SELECT
+    B.bidder,
+    count(*) as bid_count,
+    SESSION_START(B.`dateTime`, INTERVAL '10' SECOND) as starttime,
+    SESSION_END(B.`dateTime`, INTERVAL '10' SECOND) as endtime
+FROM bid B
+GROUP BY B.bidder, SESSION(B.`dateTime`, INTERVAL '10' SECOND);",
+        sink(
+            "nexmark_q11",
+            "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            "q11"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    // Sessions per bidder: windows [t, t + 10 s) merge when they overlap or touch.
+    let mut per: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &bids {
+        per.entry(b.bidder).or_default().push(b.date_time);
+    }
+    let mut want = Vec::new();
+    for (bidder, mut ts) in per {
+        ts.sort();
+        let (mut start, mut end, mut n) = (ts[0], ts[0] + 10_000, 0);
+        for t in ts {
+            if t > end {
+                want.push(format!(
+                    r#"{{"bidder":{bidder},"bid_count":{n},"starttime":"{}","endtime":"{}"}}"#,
+                    flink_ts(start),
+                    flink_ts(end)
+                ));
+                start = t;
+                n = 0;
+            }
+            end = end.max(t + 10_000);
+            n += 1;
+        }
+        want.push(format!(
+            r#"{{"bidder":{bidder},"bid_count":{n},"starttime":"{}","endtime":"{}"}}"#,
+            flink_ts(start),
+            flink_ts(end)
+        ));
+    }
+    want.sort();
+    assert!(
+        want.len() > 50,
+        "the generator's pauses split sessions ({})",
+        want.len()
+    );
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_counts_per_auction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 19);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO hot_items SELECT auction, COUNT(*) AS num, window_end
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+GROUP BY auction, window_start, window_end",
+        sink(
+            "hot_items",
+            "auction BIGINT, num BIGINT, window_end TIMESTAMP(3)",
+            "hot"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for b in &bids {
+        // Windows of 10 s every 2 s: starts at multiples of 2 s in (t - 10 s, t].
+        let mut start = b.date_time - b.date_time.rem_euclid(2_000);
+        while start > b.date_time - 10_000 {
+            *counts.entry((b.auction, start + 10_000)).or_default() += 1;
+            start -= 2_000;
+        }
+    }
+    let mut want: Vec<String> = counts
+        .iter()
+        .map(|((a, end), n)| {
+            format!(
+                r#"{{"auction":{a},"num":{n},"window_end":"{}"}}"#,
+                flink_ts(*end)
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+    // Each window's record carries window_time (end - 1 ms) as its timestamp.
+    for r in &out {
+        let v = Value::from_json(r.value.as_deref().unwrap_or("").as_bytes()).expect("json");
+        let end = v
+            .get("window_end")
+            .and_then(Value::as_str)
+            .expect("window_end");
+        assert_eq!(flink_ts(r.timestamp + 1), end);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumble_with_sum_avg_min_max_count_distinct() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 23);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO stats
+SELECT channel, window_start, window_end, COUNT(*) AS bids, SUM(price) AS total,
+       AVG(price) AS avg_price, MIN(price), MAX(price), COUNT(DISTINCT bidder) AS bidders,
+       AVG(CAST(price AS DOUBLE)) AS avg_double
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+GROUP BY channel, window_start, window_end",
+        sink(
+            "stats",
+            "channel STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, total BIGINT, avg_price BIGINT, min_price BIGINT, max_price BIGINT, bidders BIGINT, avg_double DOUBLE",
+            "stats"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    #[derive(Default)]
+    struct Acc {
+        n: i64,
+        sum: i64,
+        min: i64,
+        max: i64,
+        bidders: BTreeSet<i64>,
+    }
+    let mut m: BTreeMap<(String, i64), Acc> = BTreeMap::new();
+    for b in &bids {
+        let start = b.date_time - b.date_time.rem_euclid(10_000);
+        let a = m.entry((b.channel.clone(), start)).or_insert(Acc {
+            min: i64::MAX,
+            ..Acc::default()
+        });
+        a.n += 1;
+        a.sum += b.price;
+        a.min = a.min.min(b.price);
+        a.max = a.max.max(b.price);
+        a.bidders.insert(b.bidder);
+    }
+    assert_eq!(out.len(), m.len());
+    let got: BTreeMap<(String, String), Value> = out
+        .iter()
+        .map(|r| {
+            let v = Value::from_json(r.value.as_deref().unwrap_or("").as_bytes()).expect("json");
+            let k = (
+                v.get("channel")
+                    .and_then(Value::as_str)
+                    .expect("channel")
+                    .to_string(),
+                v.get("window_start")
+                    .and_then(Value::as_str)
+                    .expect("start")
+                    .to_string(),
+            );
+            (k, v)
+        })
+        .collect();
+    for ((channel, start), a) in &m {
+        let v = &got[&(channel.clone(), flink_ts(*start))];
+        let int = |f: &str| v.get(f).and_then(Value::as_i64).expect(f);
+        assert_eq!(
+            v.get("window_end").and_then(Value::as_str),
+            Some(flink_ts(start + 10_000).as_str())
+        );
+        assert_eq!(int("bids"), a.n);
+        assert_eq!(int("total"), a.sum);
+        assert_eq!(
+            int("avg_price"),
+            a.sum / a.n,
+            "AVG of BIGINT is the truncated integer quotient"
+        );
+        assert_eq!(int("min_price"), a.min);
+        assert_eq!(int("max_price"), a.max);
+        assert_eq!(int("bidders"), a.bidders.len() as i64);
+        let avg = v
+            .get("avg_double")
+            .and_then(Value::as_f64)
+            .expect("avg_double");
+        assert!((avg - a.sum as f64 / a.n as f64).abs() < 1e-9);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulate_counts_grow_within_each_day_slice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 29);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO cumulative
+SELECT window_start, window_end, COUNT(*) AS bids, SUM(price) AS total
+FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+GROUP BY window_start, window_end",
+        sink(
+            "cumulative",
+            "window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, total BIGINT",
+            "cumulative"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut m: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for b in &bids {
+        let start = b.date_time - b.date_time.rem_euclid(10_000);
+        let mut end = start + 2_000;
+        while end <= start + 10_000 {
+            if end > b.date_time {
+                let e = m.entry((start, end)).or_default();
+                e.0 += 1;
+                e.1 += b.price;
+            }
+            end += 2_000;
+        }
+    }
+    let mut want: Vec<String> = m
+        .iter()
+        .map(|((s, e), (n, t))| {
+            format!(
+                r#"{{"window_start":"{}","window_end":"{}","bids":{n},"total":{t}}}"#,
+                flink_ts(*s),
+                flink_ts(*e)
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwindowed_group_by_upserts_per_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 31);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};
+CREATE TABLE auction_stats (
+    auction BIGINT,
+    bids BIGINT,
+    max_price BIGINT,
+    PRIMARY KEY (auction) NOT ENFORCED
+) WITH ('connector' = 'upsert-kafka', 'topic' = 'auction-stats', 'key.format' = 'json', 'value.format' = 'json');
+SET 'pipeline.name' = 'auction-stats';
+INSERT INTO auction_stats SELECT auction, COUNT(*) AS bids, MAX(price) AS max_price FROM bid GROUP BY auction"
+    );
+    let out = run_sql(&host, dir.path(), &script, 3).await;
+    let mut want: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for b in &bids {
+        let e = want.entry(b.auction).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(b.price);
+    }
+    assert_eq!(out.len(), bids.len(), "one update per input row");
+    // The last record per key (in its partition's order) is the final result.
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &out {
+        last.insert(
+            r.key.clone().expect("keyed"),
+            r.value.clone().expect("value"),
+        );
+    }
+    let got: BTreeMap<i64, (i64, i64)> = last
+        .iter()
+        .map(|(k, v)| {
+            let key = Value::from_json(k.as_bytes()).expect("json key");
+            let v = Value::from_json(v.as_bytes()).expect("json value");
+            let auction = key
+                .get("auction")
+                .and_then(Value::as_i64)
+                .expect("key is {\"auction\": n}");
+            assert_eq!(v.get("auction").and_then(Value::as_i64), Some(auction));
+            (
+                auction,
+                (
+                    v.get("bids").and_then(Value::as_i64).expect("bids"),
+                    v.get("max_price").and_then(Value::as_i64).expect("max"),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q10_style_projection_functions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(600, 3, 37);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO projected
+SELECT auction, bidder, price, `dateTime`, extra,
+       DATE_FORMAT(`dateTime`, 'yyyy-MM-dd'), DATE_FORMAT(`dateTime`, 'HH:mm'),
+       UPPER(channel) || '/' || LOWER(channel),
+       CASE WHEN price > 10000 THEN 'high' WHEN price BETWEEN 5000 AND 10000 THEN 'mid' ELSE 'low' END,
+       CHAR_LENGTH(url), SUBSTRING(url FROM 1 FOR 5), channel IN ('Google', 'Apple'), url LIKE '%/item/1%',
+       CAST(price AS DECIMAL(10, 2)) / 3, price / 3, EXTRACT(SECOND FROM `dateTime`), TRIM(BOTH 'x' FROM extra),
+       extra IS NULL OR extra = ''
+FROM bid WHERE NOT (bidder < 2003)",
+        sink(
+            "projected",
+            "auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR, `day` VARCHAR, `hm` VARCHAR, ch STRING, band STRING, url_len INT, scheme STRING, big_channel BOOLEAN, item1 BOOLEAN, third DECIMAL(20, 6), int_third BIGINT, sec BIGINT, trimmed STRING, no_extra BOOLEAN",
+            "projected"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want: Vec<String> = bids
+        .iter()
+        .filter(|b| b.bidder >= 2003)
+        .map(|b| {
+            let full = ts_text(b.date_time);
+            let band = if b.price > 10_000 { "high" } else if b.price >= 5_000 { "mid" } else { "low" };
+            // DECIMAL(10, 2) / INT has scale max(6, 2 + 10 + 1) = 13; the sink's DECIMAL(20, 6)
+            // rounds it half up: round(price * 10^6 / 3) (thirds never sit on a half).
+            let n = b.price as i128 * 1_000_000;
+            let third_u = (2 * n + 3) / 6;
+            let third = third_u as f64 / 1e6;
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"dateTime":"{}","extra":"{}","day":"{}","hm":"{}","ch":"{}/{}","band":"{band}","url_len":{},"scheme":"https","big_channel":{},"item1":{},"third":{},"int_third":{},"sec":{},"trimmed":"{}","no_extra":{}}}"#,
+                b.auction,
+                b.bidder,
+                b.price,
+                flink_ts(b.date_time),
+                b.extra,
+                &full[..10],
+                &full[11..16],
+                b.channel.to_uppercase(),
+                b.channel.to_lowercase(),
+                b.url.chars().count(),
+                b.channel == "Google" || b.channel == "Apple",
+                b.url.contains("/item/1"),
+                serde_json::to_string(&third).expect("number"),
+                b.price / 3,
+                full[17..19].parse::<i64>().expect("seconds"),
+                b.extra.trim_matches('x'),
+                b.extra.is_empty(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
