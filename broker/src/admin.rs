@@ -11,13 +11,14 @@
 //! | `POST /v1/pipelines`         | create from a JSON definition (body)             |
 //! | `GET /v1/pipelines/{name}`   | definition and status                            |
 //! | `DELETE /v1/pipelines/{name}`| stop, then remove definition and state           |
+//! | `POST /v1/sql`               | run `{"sql": "..."}`: DDL, SET, INSERT INTO      |
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use eddy_processor::PipelineSpec;
 use serde_json::{json, Value};
@@ -25,11 +26,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::pipelines::{Definition, PipelineError, Pipelines};
+use crate::sql::{SqlService, SqlServiceError};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub(crate) struct Admin {
     pub(crate) pipelines: Arc<Pipelines>,
+    pub(crate) sql: Arc<SqlService>,
 }
 
 /// An error response: status and a sentence.
@@ -64,6 +67,7 @@ pub(crate) fn router(admin: Admin) -> Router {
         )
         .route("/v1/pipelines", get(list).post(create))
         .route("/v1/pipelines/{name}", get(describe).delete(drop_pipeline))
+        .route("/v1/sql", post(run_sql))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -131,4 +135,33 @@ async fn create(State(admin): State<Admin>, body: axum::body::Bytes) -> ApiResul
 async fn drop_pipeline(State(admin): State<Admin>, Path(name): Path<String>) -> ApiResult {
     admin.pipelines.drop_pipeline(&name).await?;
     Ok(Json(json!({ "dropped": name })).into_response())
+}
+
+impl From<SqlServiceError> for ApiError {
+    fn from(e: SqlServiceError) -> ApiError {
+        match e {
+            SqlServiceError::Pipeline(p) => p.into(),
+            SqlServiceError::Sql(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            e @ SqlServiceError::Io { .. } => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn run_sql(State(admin): State<Admin>, body: axum::body::Bytes) -> ApiResult {
+    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"sql\": \"...\"}}: {e}"),
+        )
+    })?;
+    let results = admin.sql.execute(&req.sql).await?;
+    Ok(Json(json!({ "results": results })).into_response())
 }

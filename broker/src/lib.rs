@@ -14,6 +14,7 @@ mod partition;
 pub mod pipelines;
 mod producers;
 mod server;
+mod sql;
 mod topics;
 mod txn;
 
@@ -159,6 +160,7 @@ pub async fn serve(
             let addr = l.local_addr()?;
             tracing::info!("eddy admin API listening on http://{addr}");
             let admin = admin::Admin {
+                sql: Arc::new(sql::SqlService::load(&data_dir, registry.clone())?),
                 pipelines: registry,
             };
             Some(tokio::spawn(admin::run(l, admin, sd_rx.clone())))

@@ -14,7 +14,8 @@ use eddy_broker::BrokerConfig;
     about = "Eddy: a Kafka-compatible broker with a built-in stream processor"
 )]
 struct Cli {
-    /// Kafka bootstrap servers for client commands (topic, produce, consume, bench).
+    /// Kafka bootstrap servers for client commands (topic, produce, consume, bench,
+    /// pipeline run).
     #[arg(
         short = 'b',
         long = "bootstrap-server",
@@ -51,6 +52,8 @@ enum Command {
     /// Install, list, describe and drop in-broker pipelines.
     #[command(subcommand)]
     Pipeline(cli::pipeline::PipelineCmd),
+    /// Run Flink SQL statements in the broker (from a file or a prompt).
+    Sql(cli::sql::SqlArgs),
     /// Benchmark produce, consume and end-to-end latency.
     #[command(subcommand)]
     Bench(cli::bench::BenchCmd),
@@ -197,6 +200,16 @@ fn main() -> ExitCode {
         Command::Produce(a) => client(|| cli::data::produce(&bootstrap, a)),
         Command::Consume(a) => client(|| cli::data::consume(&bootstrap, a)),
         Command::Bench(cmd) => client(|| cli::bench::run(&bootstrap, cmd)),
+        Command::Pipeline(cli::pipeline::PipelineCmd::Run { file, state_dir }) => {
+            client(|| cli::pipeline::run_standalone(file, bootstrap, state_dir))
+        }
+        Command::Sql(args) => match cli::sql::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("eddy: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Pipeline(cmd) => match cli::pipeline::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -224,5 +237,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (duplicate flags and the like
+    /// otherwise only show up as a panic when that subcommand runs).
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

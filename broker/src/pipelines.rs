@@ -1,6 +1,6 @@
 //! Hosting processor pipelines inside the broker.
 //!
-//! Definitions live in `<data-dir>/pipelines/<name>.json` (created and dropped through the
+//! Definitions live in `<data-dir>/pipelines/<name>.json` or `<name>.sql` (created and dropped through the
 //! admin HTTP API: `eddy pipeline create/drop`, `eddy sql`); each pipeline keeps its checkpoint in
 //! `<data-dir>/pipelines/<name>/` and its last status in `<name>/status.json`. The manager
 //! rescans the directory every second, so pipelines start with the broker, survive restarts,
@@ -99,12 +99,15 @@ pub fn install(data_dir: &Path, name: &str, definition: &[u8]) -> std::io::Resul
 pub enum Definition {
     /// A JSON definition (`eddy_processor::spec`), kept as `<name>.json`.
     Spec(PipelineSpec),
+    /// Self-contained Flink SQL (its tables, SETs and one INSERT), kept as `<name>.sql`.
+    Sql { name: String, sql: String },
 }
 
 impl Definition {
     pub fn name(&self) -> &str {
         match self {
             Definition::Spec(s) => &s.name,
+            Definition::Sql { name, .. } => name,
         }
     }
 
@@ -112,6 +115,7 @@ impl Definition {
     pub fn kind(&self) -> &'static str {
         match self {
             Definition::Spec(_) => "json",
+            Definition::Sql { .. } => "sql",
         }
     }
 
@@ -123,24 +127,39 @@ impl Definition {
     pub fn text(&self) -> String {
         match self {
             Definition::Spec(s) => serde_json::to_string_pretty(s).unwrap_or_default(),
+            Definition::Sql { sql, .. } => sql.clone(),
         }
     }
 
     fn compile(&self) -> Result<Pipeline, String> {
         match self {
             Definition::Spec(s) => s.compile().map_err(|e| e.to_string()),
+            Definition::Sql { name, sql } => {
+                eddy_processor::sql::compile_pipeline(name, sql).map_err(|e| e.to_string())
+            }
         }
     }
 
     fn read(path: &Path) -> Result<Option<Definition>, String> {
         let ext = path.extension().and_then(|x| x.to_str());
-        if ext != Some("json") {
-            return Ok(None);
+        match ext {
+            Some("json") => {
+                let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+                PipelineSpec::from_json(&bytes)
+                    .map(|s| Some(Definition::Spec(s)))
+                    .map_err(|e| e.to_string())
+            }
+            Some("sql") => {
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .ok_or("the file name is not UTF-8")?
+                    .to_string();
+                let sql = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+                Ok(Some(Definition::Sql { name, sql }))
+            }
+            _ => Ok(None),
         }
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        PipelineSpec::from_json(&bytes)
-            .map(|s| Some(Definition::Spec(s)))
-            .map_err(|e| e.to_string())
     }
 }
 

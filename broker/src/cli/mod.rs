@@ -8,6 +8,7 @@ pub(crate) mod bench_pipeline;
 pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod pipeline;
+pub(crate) mod sql;
 pub(crate) mod topic;
 
 use std::sync::Arc;
