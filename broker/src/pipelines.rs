@@ -94,6 +94,13 @@ pub fn install(data_dir: &Path, name: &str, definition: &[u8]) -> std::io::Resul
     crate::topics::write_atomic(&dir.join(format!("{name}.json")), definition)
 }
 
+/// Like [`install`] for a self-contained SQL definition (its tables, SETs and one INSERT).
+pub fn install_sql(data_dir: &Path, name: &str, sql: &str) -> std::io::Result<()> {
+    let dir = pipelines_dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    crate::topics::write_atomic(&dir.join(format!("{name}.sql")), sql.as_bytes())
+}
+
 /// A pipeline as the broker persists it: the file it came from is what restarts it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Definition {

@@ -439,3 +439,26 @@ fn sql_pipeline_runs_standalone_against_a_cluster() -> Result<()> {
     assert_eq!(String::from_utf8(out.stdout)?.trim(), "no pipelines");
     Ok(())
 }
+
+/// `eddy bench sql` runs every query it offers to completion over every generated bid (a
+/// small run: the figures belong in BENCHMARKS.md, not in a test).
+#[test]
+fn bench_sql_runs_each_query_over_every_event() -> Result<()> {
+    let out = run_ok(
+        {
+            let mut c = Command::new(eddy_bin());
+            c.args(["bench", "sql", "--events", "3000", "--json"]);
+            c
+        },
+        Duration::from_secs(120),
+        "eddy bench sql",
+    )?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["query"].as_str()).collect();
+    assert_eq!(names, ["q0", "q1", "q2", "q11", "hop"]);
+    for r in &rows {
+        assert_eq!(r["events"], 3000, "{r}");
+        assert!(r["events_per_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+    }
+    Ok(())
+}

@@ -24,6 +24,8 @@ pub(crate) enum BenchCmd {
     E2e(ProduceBench),
     /// In-broker pipelines vs the same plans over TCP (starts its own broker).
     Pipeline(super::bench_pipeline::PipelineBench),
+    /// Nexmark-style Flink SQL queries in the broker: events/s and per CPU-second.
+    Sql(super::bench_sql::SqlBench),
 }
 
 /// Settings shared by produce and e2e runs; any of them may come from `--workload`.
@@ -331,6 +333,7 @@ async fn run_producers(
 pub(crate) async fn run(bootstrap: &str, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Pipeline(b) => super::bench_pipeline::run(b).await?,
+        BenchCmd::Sql(b) => super::bench_sql::run(b).await?,
         BenchCmd::Produce(b) => {
             let r = resolve(b)?;
             ensure_topic(bootstrap, &r.topic, r.partitions).await?;

@@ -66,18 +66,44 @@ struct Row {
     ratio: f64,
 }
 
+/// A broker in this process on a free loopback port (admin API off), for benchmarks.
+pub(super) struct Embedded {
+    pub(super) cluster: Arc<Cluster>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Embedded {
+    pub(super) async fn start(data_dir: &std::path::Path) -> anyhow::Result<Embedded> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut config = BrokerConfig::default();
+        config.set("data-dir", &data_dir.to_string_lossy())?;
+        config.set("listen", &addr)?;
+        config.set("http", "off")?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(eddy_broker::serve(config, async {
+            let _ = stop_rx.await;
+        }));
+        let cluster = connect(&addr).await?;
+        Ok(Embedded {
+            cluster,
+            stop,
+            task,
+        })
+    }
+
+    /// Shuts the broker down cleanly.
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
 pub(crate) async fn run(b: PipelineBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("data");
-    let addr = format!("127.0.0.1:{}", free_port()?);
-    let mut config = BrokerConfig::default();
-    config.set("data-dir", &data_dir.to_string_lossy())?;
-    config.set("listen", &addr)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let broker = tokio::spawn(eddy_broker::serve(config, async {
-        let _ = stop_rx.await;
-    }));
-    let cluster = connect(&addr).await?;
+    let embedded = Embedded::start(&data_dir).await?;
+    let cluster = Arc::clone(&embedded.cluster);
     cluster
         .create_topic(INPUT, b.partitions, &Default::default())
         .await?;
@@ -116,9 +142,7 @@ pub(crate) async fn run(b: PipelineBench) -> anyhow::Result<()> {
     if b.json {
         outln!("{}", serde_json::to_string(&rows)?);
     }
-    let _ = stop_tx.send(());
-    broker.await??;
-    Ok(())
+    embedded.stop().await
 }
 
 async fn connect(addr: &str) -> anyhow::Result<Arc<Cluster>> {

@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod bench_pipeline;
+pub(crate) mod bench_sql;
 pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod pipeline;

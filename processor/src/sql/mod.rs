@@ -373,3 +373,9 @@ fn expect_end(p: &mut Parser<'_>) -> Result<(), SqlError> {
         ))
     }
 }
+
+/// Epoch milliseconds as `yyyy-MM-dd HH:mm:ss.SSS` (UTC): the TIMESTAMP(3) text Flink's
+/// `json` format reads (for generators and tools that write table input).
+pub fn timestamp_text(ms: i64) -> String {
+    format::format_timestamp(ms, Some(3))
+}

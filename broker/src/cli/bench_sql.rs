@@ -1,0 +1,226 @@
+//! `eddy bench sql`: Nexmark-style queries in Flink SQL, run in the broker over generated
+//! bids, reported as events per second of wall time and per CPU-second (per core).
+//!
+//! Starts its own broker with a temporary data directory, loads `--events` bids (JSON in the
+//! Nexmark bid schema, ~150 bytes each) and runs each query as a bounded in-broker pipeline
+//! (`'scan.bounded.mode' = 'latest-offset'`), one after the other.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use eddy_client::{Cluster, OutRecord, Producer, ProducerConfig};
+
+use super::bench_pipeline::Embedded;
+use super::outln;
+
+#[derive(Debug, Args)]
+pub(crate) struct SqlBench {
+    /// Bids to generate.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Partitions of the bid topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Queries to run (q0, q1, q2, q11, hop).
+    #[arg(long, value_delimiter = ',', default_value = "q0,q1,q2,q11,hop")]
+    queries: Vec<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const BID_TOPIC: &str = "nexmark-bids";
+
+const BID_DDL: &str = "CREATE TABLE bid (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+  `dateTime` TIMESTAMP(3), extra VARCHAR,
+  WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'nexmark-bids', 'format' = 'json',
+        'scan.bounded.mode' = 'latest-offset');";
+
+/// (name, sink columns, query) in Nexmark's Flink SQL. `hop` is the README's hot-items
+/// count (a HOP window aggregate), not Nexmark q5, which also joins the counts to their max.
+fn query(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "q0" => (
+            "auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
+            "SELECT auction, bidder, price, `dateTime`, extra FROM bid",
+        ),
+        "q1" => (
+            "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), `dateTime` TIMESTAMP(3), extra VARCHAR",
+            "SELECT auction, bidder, 0.908 * price as price, `dateTime`, extra FROM bid",
+        ),
+        "q2" => (
+            "auction BIGINT, price BIGINT",
+            "SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0",
+        ),
+        "q11" => (
+            "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            "SELECT B.bidder, count(*) as bid_count,
+                    SESSION_START(B.`dateTime`, INTERVAL '10' SECOND) as starttime,
+                    SESSION_END(B.`dateTime`, INTERVAL '10' SECOND) as endtime
+             FROM bid B
+             GROUP BY B.bidder, SESSION(B.`dateTime`, INTERVAL '10' SECOND)",
+        ),
+        "hop" => (
+            "auction BIGINT, num BIGINT, window_end TIMESTAMP(3)",
+            "SELECT auction, COUNT(*) AS num, window_end
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+             GROUP BY auction, window_start, window_end",
+        ),
+        _ => return None,
+    })
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    query: String,
+    events: u64,
+    seconds: f64,
+    events_per_s: f64,
+    cpu_seconds: f64,
+    events_per_cpu_s: f64,
+}
+
+pub(crate) async fn run(b: SqlBench) -> anyhow::Result<()> {
+    for q in &b.queries {
+        anyhow::ensure!(
+            query(q).is_some(),
+            "unknown query '{q}': choose from q0, q1, q2, q11, hop"
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let embedded = Embedded::start(&data_dir).await?;
+    let cluster = Arc::clone(&embedded.cluster);
+    cluster
+        .create_topic(BID_TOPIC, b.partitions, &Default::default())
+        .await?;
+    load(&cluster, b.events).await?;
+    let mut rows = Vec::new();
+    for q in &b.queries {
+        let (columns, select) = query(q).ok_or_else(|| anyhow::anyhow!("unknown query {q}"))?;
+        let out = format!("nexmark-{q}");
+        cluster
+            .create_topic(&out, b.partitions, &Default::default())
+            .await?;
+        let name = format!("bench-{q}");
+        let sql = format!(
+            "{BID_DDL}\nCREATE TABLE sink ({columns}) WITH ('connector' = 'kafka', 'topic' = '{out}', 'format' = 'json');\nINSERT INTO sink {select};"
+        );
+        eddy_processor::sql::compile_pipeline(&name, &sql)
+            .map_err(|e| anyhow::anyhow!("{q}: {e}"))?;
+        let cpu_before = cpu_seconds();
+        eddy_broker::pipelines::install_sql(&data_dir, &name, &sql)?;
+        let seconds = wait_finished(&data_dir, &name, b.events).await?;
+        let cpu = cpu_seconds() - cpu_before;
+        let row = Row {
+            query: q.clone(),
+            events: b.events,
+            seconds,
+            events_per_s: b.events as f64 / seconds,
+            cpu_seconds: cpu,
+            events_per_cpu_s: b.events as f64 / cpu.max(0.001),
+        };
+        if !b.json {
+            outln!(
+                "{:>4}: {:>11.0} events/s   {:>11.0} events per CPU-second   ({:.1} s, {:.1} CPU-s)",
+                row.query,
+                row.events_per_s,
+                row.events_per_cpu_s,
+                row.seconds,
+                row.cpu_seconds
+            );
+        }
+        rows.push(row);
+    }
+    if b.json {
+        outln!("{}", serde_json::to_string(&rows)?);
+    }
+    embedded.stop().await
+}
+
+/// CPU time (user + system, all threads) this process has used. `/proc/self/stat` counts in
+/// clock ticks of 1/100 s (USER_HZ, fixed at 100 on Linux).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Seconds the bounded pipeline took, from its own start and finish stamps.
+async fn wait_finished(data_dir: &std::path::Path, name: &str, n: u64) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(3_600);
+    loop {
+        if let Some(s) = eddy_broker::pipelines::read_status(data_dir, name) {
+            match s["state"].as_str() {
+                Some("finished") => {
+                    anyhow::ensure!(
+                        s["records_in"].as_u64() == Some(n),
+                        "{name} read {} events of {n}",
+                        s["records_in"]
+                    );
+                    let ms = s["finished_at_ms"].as_i64().unwrap_or(0)
+                        - s["started_at_ms"].as_i64().unwrap_or(0);
+                    return Ok(ms.max(1) as f64 / 1000.0);
+                }
+                Some("failed") => anyhow::bail!("{name} failed: {}", s["error"]),
+                _ => {}
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{name} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Produces `n` bids in the Nexmark bid schema: 1,000 hot auctions, 10,000 bidders, event
+/// time advancing 1 ms per bid (so 10 M bids span under three hours).
+async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
+    let producer = Producer::new(
+        Arc::clone(cluster),
+        ProducerConfig {
+            acks: 1,
+            ..ProducerConfig::default()
+        },
+    );
+    let start = Instant::now();
+    let base = 1_700_000_000_000i64;
+    let mut acks = Vec::with_capacity(4096);
+    for i in 0..n {
+        let auction = 1_000 + (i * 7_919) % 1_000;
+        let ts = base + i as i64;
+        let value = format!(
+            r#"{{"auction":{auction},"bidder":{},"price":{},"channel":"channel-{}","url":"https://www.nexmark.com/item.htm?query=1","dateTime":"{}","extra":""}}"#,
+            2_000 + (i * 104_729) % 10_000,
+            100 + (i * 31) % 99_900,
+            i % 4,
+            eddy_processor::sql::timestamp_text(ts)
+        );
+        let r = OutRecord {
+            topic: BID_TOPIC.into(),
+            key: None,
+            value: Some(value.into_bytes().into()),
+            timestamp: Some(ts),
+            partition: Some((i % 4) as i32),
+            ..OutRecord::default()
+        };
+        acks.push(producer.send(r).await?);
+        if acks.len() == 4096 {
+            for a in acks.drain(..) {
+                a.await??;
+            }
+        }
+    }
+    producer.flush().await?;
+    for a in acks {
+        a.await??;
+    }
+    eprintln!("loaded {n} bids in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
