@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use eddy_client::committed::AbortedTxn;
 use eddy_processor::{
-    Backend, BoxFuture, LocalHost, Pipeline, PipelineSpec, PipelineStatus, StatusSnapshot,
+    Backend, BoxFuture, CommittedView, LocalHost, Pipeline, PipelineSpec, PipelineStatus,
+    StatusSnapshot,
 };
 use eddy_storage::LogReader;
 use serde::Serialize;
@@ -78,6 +80,33 @@ impl LocalHost for BrokerHost {
     fn allocate_producer_id(&self) -> BoxFuture<Result<i64, String>> {
         let r = self.0.producer_ids.next().map_err(|e| e.to_string());
         Box::pin(async move { r })
+    }
+
+    fn committed(&self, topic: &str, partition: i32) -> Option<Arc<dyn CommittedView>> {
+        let p = self.0.topics.get(topic)?.partition(partition)?.clone();
+        Some(Arc::new(Committed(p)))
+    }
+}
+
+/// A partition's last stable offset and aborted transactions, from its writer's latest
+/// published view (as read_committed fetches see them).
+struct Committed(Arc<crate::partition::Partition>);
+
+impl CommittedView for Committed {
+    fn last_stable_offset(&self) -> i64 {
+        self.0.txn_view().lso
+    }
+
+    fn aborted(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.0
+            .txn_view()
+            .aborted_in(from, to)
+            .into_iter()
+            .map(|a| AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+            })
+            .collect()
     }
 }
 

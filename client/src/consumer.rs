@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::cluster::Cluster;
+use crate::committed::{AbortFilter, AbortedTxn};
 use crate::error::ClientError;
 
 /// Where to start reading a partition.
@@ -42,6 +43,9 @@ pub struct ConsumerConfig {
     pub min_bytes: i32,
     pub max_bytes: i32,
     pub partition_max_bytes: i32,
+    /// `isolation.level=read_committed`: read up to the last stable offset and drop the
+    /// records of aborted transactions.
+    pub read_committed: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -51,6 +55,7 @@ impl Default for ConsumerConfig {
             min_bytes: 1,
             max_bytes: 50 * 1024 * 1024,
             partition_max_bytes: 10 * 1024 * 1024,
+            read_committed: false,
         }
     }
 }
@@ -119,7 +124,7 @@ impl Consumer {
             req.max_wait_ms = self.config.max_wait.as_millis() as i32;
             req.min_bytes = self.config.min_bytes;
             req.max_bytes = self.config.max_bytes;
-            req.isolation_level = 0;
+            req.isolation_level = i8::from(self.config.read_committed);
             req.session_id = 0;
             req.session_epoch = -1;
             let mut topics: Vec<FetchTopic> = Vec::new();
@@ -178,11 +183,24 @@ impl Consumer {
                     let Some(pos) = self.positions.get(&key).copied() else {
                         continue;
                     };
-                    let next = decode_into(
+                    let mut aborted = self.config.read_committed.then(|| {
+                        AbortFilter::new(
+                            pr.aborted_transactions
+                                .iter()
+                                .flatten()
+                                .map(|a| AbortedTxn {
+                                    producer_id: a.producer_id.0,
+                                    first_offset: a.first_offset,
+                                })
+                                .collect(),
+                        )
+                    });
+                    let next = decode_committed_into(
                         &topic,
                         pr.partition_index,
                         pos,
                         pr.records.unwrap_or_default(),
+                        aborted.as_mut(),
                         &mut out,
                     )?;
                     self.positions.insert(key, next);
@@ -203,7 +221,18 @@ pub fn decode_into(
     data: Bytes,
     out: &mut Vec<ConsumedRecord>,
 ) -> Result<i64, ClientError> {
-    for_each_record(pos, data, |r| {
+    decode_committed_into(topic, partition, pos, data, None, out)
+}
+
+fn decode_committed_into(
+    topic: &str,
+    partition: i32,
+    pos: i64,
+    data: Bytes,
+    aborted: Option<&mut AbortFilter>,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<i64, ClientError> {
+    for_each_committed_record(pos, data, aborted, |r| {
         out.push(ConsumedRecord {
             topic: topic.to_string(),
             partition,
@@ -224,8 +253,19 @@ pub fn decode_into(
 /// collecting: the processor's local source reads the same bytes straight from the log and
 /// builds its own events without an intermediate record per message.
 pub fn for_each_record(
+    pos: i64,
+    data: Bytes,
+    f: impl FnMut(kafka_protocol::records::Record),
+) -> Result<i64, ClientError> {
+    for_each_committed_record(pos, data, None, f)
+}
+
+/// [`for_each_record`] for `read_committed`: batches `aborted` says belong to aborted
+/// transactions are skipped too.
+pub fn for_each_committed_record(
     mut pos: i64,
     mut data: Bytes,
+    mut aborted: Option<&mut AbortFilter>,
     mut f: impl FnMut(kafka_protocol::records::Record),
 ) -> Result<i64, ClientError> {
     while let Some(size) = batch_size_at(&data) {
@@ -233,8 +273,14 @@ pub fn for_each_record(
             break;
         }
         let mut one = data.split_to(size);
-        let (last, control) = match BatchHeader::parse(&one) {
-            Ok(h) => (h.last_offset(), h.is_control()),
+        let (last, skip) = match BatchHeader::parse(&one) {
+            Ok(h) => (
+                h.last_offset(),
+                match aborted.as_deref_mut() {
+                    Some(a) => a.skip(&h),
+                    None => h.is_control(),
+                },
+            ),
             Err(e) => {
                 return Err(ClientError::Decode {
                     api: "record batch".into(),
@@ -242,7 +288,7 @@ pub fn for_each_record(
                 })
             }
         };
-        if !control {
+        if !skip {
             let set = RecordBatchDecoder::decode(&mut one).map_err(|e| ClientError::Decode {
                 api: "record batch".into(),
                 reason: e.to_string(),

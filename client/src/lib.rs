@@ -3,6 +3,7 @@
 
 pub mod batches;
 pub mod cluster;
+pub mod committed;
 pub mod conn;
 pub mod consumer;
 pub mod error;

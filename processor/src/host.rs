@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use eddy_client::committed::AbortedTxn;
 use eddy_protocol::batch::{batch_size_at, BatchHeader};
 use eddy_storage::{LogConfig, LogReader, PartitionLog};
 use tokio::sync::watch;
@@ -42,6 +43,22 @@ pub trait LocalHost: Send + Sync + 'static {
     /// A producer id that is never handed out again (pipelines keep theirs in their
     /// checkpoint).
     fn allocate_producer_id(&self) -> BoxFuture<Result<i64, String>>;
+
+    /// What a `read_committed` reader may see of the partition, if it can hold
+    /// transactions; `None` (the default): everything in the log is committed.
+    fn committed(&self, _topic: &str, _partition: i32) -> Option<Arc<dyn CommittedView>> {
+        None
+    }
+}
+
+/// The transactional state of one partition, as pipelines read it (they read inputs as
+/// `read_committed`, like Kafka Streams with exactly-once).
+pub trait CommittedView: Send + Sync {
+    /// Nothing at or past this offset may be read yet: an open transaction starts there.
+    fn last_stable_offset(&self) -> i64;
+
+    /// The aborted transactions with data in `from..to`.
+    fn aborted(&self, from: i64, to: i64) -> Vec<AbortedTxn>;
 }
 
 #[derive(Debug)]

@@ -76,7 +76,7 @@ pub mod window;
 pub use aggregate::{AggSpec, Aggregate};
 pub use error::ProcessorError;
 pub use event::{Collector, Event};
-pub use host::{BoxFuture, LocalHost, StorageHost};
+pub use host::{BoxFuture, CommittedView, LocalHost, StorageHost};
 pub use join::{JoinType, TableJoin, TableJoinSpec, WindowJoin, WindowJoinSpec};
 pub use operator::Operator;
 pub use plan::{EventTime, Input, Pipeline, PipelineBuilder, StartFrom};

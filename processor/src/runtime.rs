@@ -423,12 +423,21 @@ impl Runner {
                         StartFrom::Latest => reader.log_end_offset(),
                     });
                     self.positions[i] = pos;
-                    let stop_at = self.p.bounded.then(|| reader.log_end_offset());
+                    let committed = host.committed(&s.topic, s.partition);
+                    let stop_at = self.p.bounded.then(|| {
+                        let end = reader.log_end_offset();
+                        committed
+                            .as_ref()
+                            .map_or(end, |c| c.last_stable_offset().min(end))
+                    });
                     tokio::spawn(source::local(
                         i,
                         s.clone(),
-                        reader,
-                        end_rx,
+                        source::LocalInput {
+                            reader,
+                            end_rx,
+                            committed,
+                        },
                         pos,
                         stop_at,
                         tx.clone(),

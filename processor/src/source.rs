@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_client::consumer::for_each_record;
+use eddy_client::committed::AbortFilter;
+use eddy_client::consumer::for_each_committed_record;
 use eddy_client::{Cluster, ConsumedRecord, Consumer, ConsumerConfig, StartAt};
 use eddy_storage::{LogReader, StorageError};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ProcessorError;
 use crate::event::Event;
+use crate::host::CommittedView;
 use crate::plan::{parse_event_time, EventTime};
 use crate::value::Value;
 
@@ -106,22 +108,38 @@ pub(crate) enum SourceMsg {
     Failed(ProcessorError),
 }
 
+/// A local partition as a source reads it.
+pub(crate) struct LocalInput {
+    pub(crate) reader: LogReader,
+    /// Changes on every append (transaction markers included).
+    pub(crate) end_rx: watch::Receiver<i64>,
+    /// Where transactions are tracked: read up to the last stable offset, skip aborted data.
+    pub(crate) committed: Option<Arc<dyn CommittedView>>,
+}
+
 /// Reads one local partition from `pos`, until `stop_at` if bounded.
 pub(crate) async fn local(
     slot: usize,
     s: Slot,
-    reader: LogReader,
-    mut end_rx: watch::Receiver<i64>,
+    input: LocalInput,
     mut pos: i64,
     stop_at: Option<i64>,
     tx: mpsc::Sender<SourceMsg>,
 ) {
+    let LocalInput {
+        reader,
+        mut end_rx,
+        committed,
+    } = input;
     loop {
         if stop_at.is_some_and(|stop| pos >= stop) {
             let _ = tx.send(SourceMsg::Done { slot }).await;
             return;
         }
-        let end = reader.log_end_offset();
+        let log_end = reader.log_end_offset();
+        let end = committed
+            .as_ref()
+            .map_or(log_end, |c| c.last_stable_offset().min(log_end));
         if pos >= end {
             // Woken by the writer's next append; an error means the partition went away.
             if end_rx.changed().await.is_err() {
@@ -130,7 +148,16 @@ pub(crate) async fn local(
             continue;
         }
         let (r, s2) = (reader.clone(), s.clone());
-        let read = tokio::task::spawn_blocking(move || read_decode(&r, &s2, pos, stop_at)).await;
+        // Only committed data: below the LSO, aborted transactions filtered out.
+        let (stop_at, aborted) = match &committed {
+            Some(c) => (
+                Some(stop_at.unwrap_or(i64::MAX).min(end)),
+                Some(AbortFilter::new(c.aborted(pos, end))),
+            ),
+            None => (stop_at, None),
+        };
+        let read =
+            tokio::task::spawn_blocking(move || read_decode(&r, &s2, pos, stop_at, aborted)).await;
         let msg = match read {
             Ok(Ok((decoded, next))) => {
                 let next = match stop_at {
@@ -164,6 +191,7 @@ fn read_decode(
     s: &Slot,
     pos: i64,
     stop_at: Option<i64>,
+    mut aborted: Option<AbortFilter>,
 ) -> Result<(Decoded, i64), ProcessorError> {
     let (topic, partition) = (s.topic.as_str(), s.partition);
     let storage = |source: StorageError| ProcessorError::Storage {
@@ -188,7 +216,7 @@ fn read_decode(
     };
     let mut out = Decoded::default();
     let stop = stop_at.unwrap_or(i64::MAX);
-    let next = for_each_record(pos, Bytes::clone(&r.bytes), |rec| {
+    let next = for_each_committed_record(pos, Bytes::clone(&r.bytes), aborted.as_mut(), |rec| {
         if rec.offset < stop {
             let headers = rec
                 .headers
@@ -233,7 +261,12 @@ async fn remote_inner(
     bounded: bool,
     tx: &mpsc::Sender<SourceMsg>,
 ) -> Result<(), ProcessorError> {
-    let mut consumer = Consumer::new(Arc::clone(&cluster), ConsumerConfig::default());
+    // read_committed, like the local source: aborted transactions never reach a pipeline.
+    let config = ConsumerConfig {
+        read_committed: true,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(Arc::clone(&cluster), config);
     let mut index = BTreeMap::new();
     let mut stops = BTreeMap::new();
     for (i, (s, start)) in slots.iter().zip(starts).enumerate() {
