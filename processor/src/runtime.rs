@@ -20,6 +20,7 @@ use crate::host::LocalHost;
 use crate::operator::Operator;
 use crate::plan::{Pipeline, StartFrom};
 use crate::source::{self, Decoded, Slot, SourceMsg};
+use crate::value::Value;
 use crate::watermark::WatermarkTracker;
 
 /// Where a pipeline reads and writes.
@@ -101,10 +102,14 @@ const STAGED_LIMIT: usize = 32 << 20;
 
 #[derive(Debug, Default)]
 struct Staging {
-    builders: BTreeMap<(String, i32), Vec<BatchBuilder>>,
+    /// Topic → partition → batches (nested so that staging an event looks the topic up by
+    /// `&str` without building a key).
+    builders: BTreeMap<String, BTreeMap<i32, Vec<BatchBuilder>>>,
     bytes: usize,
     records: u64,
     round_robin: u32,
+    /// Reused buffer for values that must be encoded (changed by an operator).
+    scratch: Vec<u8>,
 }
 
 impl Staging {
@@ -116,22 +121,34 @@ impl Staging {
                 (self.round_robin % partitions.max(1) as u32) as i32
             }
         };
-        let value = (!e.value.is_null()).then(|| e.value.to_json());
+        // Unchanged values are written as they were read; others are encoded again.
+        let value: Option<&[u8]> = match (&e.raw, &e.value) {
+            (Some(raw), _) => Some(raw),
+            (None, Value::Null) => None,
+            (None, v) => {
+                self.scratch.clear();
+                v.write_json(&mut self.scratch);
+                Some(&self.scratch)
+            }
+        };
         let headers: Vec<(&[u8], Option<&[u8]>)> = e
             .headers
             .iter()
             .map(|(k, v)| (k.as_bytes(), v.as_deref()))
             .collect();
-        let list = self
-            .builders
-            .entry((topic.to_string(), partition))
-            .or_default();
+        if !self.builders.contains_key(topic) {
+            self.builders.insert(topic.to_string(), BTreeMap::new());
+        }
+        let Some(parts) = self.builders.get_mut(topic) else {
+            return; // inserted just above
+        };
+        let list = parts.entry(partition).or_default();
         if list.last().is_none_or(|b| b.size() >= BATCH_BYTES) {
             list.push(BatchBuilder::default());
         }
         if let Some(b) = list.last_mut() {
             let before = b.size();
-            b.push(e.timestamp, e.key.as_deref(), value.as_deref(), &headers);
+            b.push(e.timestamp, e.key.as_deref(), value, &headers);
             self.bytes += b.size() - before;
         }
         self.records += 1;
@@ -208,6 +225,7 @@ async fn run_inner(
                 partition,
                 read_bytes: p.read_bytes,
                 event_time: input.event_time.clone(),
+                fields: input.decode_fields(),
             });
         }
     }
@@ -510,6 +528,9 @@ impl Runner {
             for e in events {
                 op.process(e, &mut out);
             }
+            if !op.preserves_values() {
+                out.forget_raw();
+            }
             self.stage_side(std::mem::take(&mut out.side));
             events = out.main;
         }
@@ -536,6 +557,9 @@ impl Runner {
         for i in 0..self.p.ops.len() {
             let mut out = Collector::default();
             self.p.ops[i].on_watermark(wm, &mut out);
+            if !self.p.ops[i].preserves_values() {
+                out.forget_raw();
+            }
             self.stage_side(std::mem::take(&mut out.side));
             self.push(i + 1, out.main);
         }
@@ -555,7 +579,12 @@ impl Runner {
         let staging = std::mem::take(&mut self.staging);
         let mut staged = Vec::new();
         let mut batches = Vec::new();
-        for ((topic, partition), builders) in staging.builders {
+        let by_partition = staging.builders.into_iter().flat_map(|(topic, parts)| {
+            parts
+                .into_iter()
+                .map(move |(partition, list)| (topic.clone(), partition, list))
+        });
+        for (topic, partition, builders) in by_partition {
             for b in builders {
                 let records = b.len() as i32;
                 let mut bytes = b.finish();

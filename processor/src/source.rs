@@ -30,6 +30,8 @@ pub(crate) struct Slot {
     pub(crate) read_bytes: usize,
     /// Where this input's event time comes from.
     pub(crate) event_time: EventTime,
+    /// The only top-level value fields to decode (`None`: all).
+    pub(crate) fields: Option<Arc<[Arc<str>]>>,
 }
 
 /// Decoded input, ready for the operators.
@@ -57,17 +59,20 @@ impl Decoded {
         headers: Vec<(Arc<str>, Option<Bytes>)>,
     ) {
         self.read += 1;
-        let value = match &value {
-            None => Value::Null,
-            Some(b) => match Value::from_json(b) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.bad += 1;
-                    tracing::warn!(topic = %s.topic, partition = s.partition, offset, error = %e, "skipping a record whose value is not JSON");
-                    return;
-                }
-            },
+        let decoded = match (&value, &s.fields) {
+            (None, _) => Ok(Value::Null),
+            (Some(b), None) => Value::from_json(b),
+            (Some(b), Some(fields)) => Value::from_json_fields(b, fields),
         };
+        let value_json = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                self.bad += 1;
+                tracing::warn!(topic = %s.topic, partition = s.partition, offset, error = %e, "skipping a record whose value is not JSON");
+                return;
+            }
+        };
+        let (value, raw_bytes) = (value_json, value);
         let ts = match &s.event_time {
             EventTime::RecordTimestamp => timestamp,
             EventTime::Field(path) => match value.path(path).and_then(parse_event_time) {
@@ -79,12 +84,15 @@ impl Decoded {
                 }
             },
         };
+        // A JSON `null` leaves as a tombstone, as the encoded Null would.
+        let raw = if value.is_null() { None } else { raw_bytes };
         self.events.push(Event {
             key,
             value,
             timestamp: ts,
             headers,
             input: s.input,
+            raw,
         });
     }
 }
@@ -193,7 +201,7 @@ fn read_decode(
             let headers = rec
                 .headers
                 .into_iter()
-                .map(|(k, v)| (Arc::from(&*k), v))
+                .map(|(k, v)| (Arc::from(k.as_str()), v))
                 .collect();
             out.push(s, rec.offset, rec.timestamp, rec.key, rec.value, headers);
         }

@@ -187,8 +187,12 @@ impl PipelineSpec {
         if let Some(ms) = self.checkpoint_interval_ms {
             b = b.checkpoint_interval(Duration::from_millis(ms));
         }
+        let fields = self.fields_read();
         for i in &self.inputs {
             let mut input = Input::topic(&i.topic);
+            if let Some(f) = &fields {
+                input = input.fields(f);
+            }
             if let Some(f) = &i.event_time {
                 input = input.event_time_field(f);
             }
@@ -344,6 +348,26 @@ impl PipelineSpec {
             b = b.bounded();
         }
         b.sink(&self.output).build()
+    }
+}
+
+impl PipelineSpec {
+    /// The value fields the steps read, when every step says (joins pass whole values on,
+    /// so they need every field): sources then decode just these.
+    fn fields_read(&self) -> Option<Vec<String>> {
+        let mut fields = Vec::new();
+        for step in &self.steps {
+            match step {
+                Step::Filter(c) => fields.push(c.field.clone()),
+                Step::Project(fs) | Step::KeyBy(fs) => fields.extend(fs.iter().cloned()),
+                Step::Window(w) => {
+                    fields.extend(w.group_by.iter().cloned());
+                    fields.extend(w.aggregates.iter().filter_map(|a| a.field.clone()));
+                }
+                Step::WindowJoin(_) | Step::TableJoin(_) => return None,
+            }
+        }
+        Some(fields)
     }
 }
 

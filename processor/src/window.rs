@@ -224,6 +224,7 @@ impl WindowAggregate {
             timestamp: ts,
             headers: Vec::new(),
             input: 0,
+            raw: None,
         }
     }
 
@@ -337,6 +338,11 @@ impl WindowAggregate {
 impl Operator for WindowAggregate {
     fn name(&self) -> &str {
         "window_aggregate"
+    }
+
+    /// Results are new events; late events go to the side output as they came.
+    fn preserves_values(&self) -> bool {
+        true
     }
 
     fn process(&mut self, event: Event, out: &mut Collector) {
