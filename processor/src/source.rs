@@ -194,7 +194,11 @@ fn read_decode(
         }
         other => (pos, other.map_err(storage)?),
     };
-    let mut out = Decoded::default();
+    // Events are about 100 bytes or more on the wire: reserve once instead of regrowing.
+    let mut out = Decoded {
+        events: Vec::with_capacity(r.bytes.len() / 100 + 1),
+        ..Decoded::default()
+    };
     let stop = stop_at.unwrap_or(i64::MAX);
     let next = for_each_record(pos, Bytes::clone(&r.bytes), |rec| {
         if rec.offset < stop {
