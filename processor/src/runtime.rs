@@ -603,7 +603,7 @@ impl Runner {
                     records,
                     len: bytes.len() as u32,
                 });
-                batches.push(bytes);
+                batches.push(Bytes::from(bytes));
             }
         }
         self.meta.id += 1;
@@ -656,7 +656,7 @@ async fn deliver(
     producer: Option<&Producer>,
     pid: i64,
     staged: &[StagedMeta],
-    batches: Vec<Vec<u8>>,
+    batches: Vec<Bytes>,
 ) -> Result<(), ProcessorError> {
     {
         for (m, batch) in staged.iter().zip(batches) {
@@ -672,14 +672,16 @@ async fn deliver(
                     if last.is_some_and(|l| l >= end_seq) {
                         continue; // written before the crash
                     }
-                    host.append(&m.topic, m.partition, batch)
+                    // The checkpoint write has dropped its share: this takes the buffer over
+                    // without a copy.
+                    host.append(&m.topic, m.partition, Vec::from(batch))
                         .await
                         .map_err(sink_err)?;
                 }
                 Backend::Remote(_) => {
                     let Some(producer) = producer else { continue };
                     let mut records = Vec::new();
-                    decode_into(&m.topic, m.partition, 0, Bytes::from(batch), &mut records)
+                    decode_into(&m.topic, m.partition, 0, batch, &mut records)
                         .map_err(|e| sink_err(e.to_string()))?;
                     let mut acks = Vec::with_capacity(records.len());
                     for r in records {
