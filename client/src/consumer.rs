@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_protocol::batch::{batch_size_at, BatchHeader};
+use eddy_protocol::records::{self, RecordView};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::cluster::Cluster;
 use crate::committed::{AbortFilter, AbortedTxn};
@@ -250,12 +250,13 @@ fn decode_committed_into(
 }
 
 /// The decoding loop behind [`decode_into`], handing each record to `f` instead of
-/// collecting: the processor's local source reads the same bytes straight from the log and
-/// builds its own events without an intermediate record per message.
+/// collecting: the processor's sources read the same bytes and build their own events
+/// without an intermediate record per message. Records are walked straight over the batch
+/// bytes (keys and values are slices of `data`; compressed batches are decompressed once).
 pub fn for_each_record(
     pos: i64,
     data: Bytes,
-    f: impl FnMut(kafka_protocol::records::Record),
+    f: impl FnMut(RecordView),
 ) -> Result<i64, ClientError> {
     for_each_committed_record(pos, data, None, f)
 }
@@ -266,13 +267,17 @@ pub fn for_each_committed_record(
     mut pos: i64,
     mut data: Bytes,
     mut aborted: Option<&mut AbortFilter>,
-    mut f: impl FnMut(kafka_protocol::records::Record),
+    mut f: impl FnMut(RecordView),
 ) -> Result<i64, ClientError> {
+    let decode = |e: &dyn std::fmt::Display| ClientError::Decode {
+        api: "record batch".into(),
+        reason: e.to_string(),
+    };
     while let Some(size) = batch_size_at(&data) {
         if size > data.len() {
             break;
         }
-        let mut one = data.split_to(size);
+        let one = data.split_to(size);
         let (last, skip) = match BatchHeader::parse(&one) {
             Ok(h) => (
                 h.last_offset(),
@@ -281,23 +286,15 @@ pub fn for_each_committed_record(
                     None => h.is_control(),
                 },
             ),
-            Err(e) => {
-                return Err(ClientError::Decode {
-                    api: "record batch".into(),
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(decode(&e)),
         };
         if !skip {
-            let set = RecordBatchDecoder::decode(&mut one).map_err(|e| ClientError::Decode {
-                api: "record batch".into(),
-                reason: e.to_string(),
-            })?;
-            for r in set.records {
+            records::for_each_record(&one, |r| {
                 if r.offset >= pos {
                     f(r);
                 }
-            }
+            })
+            .map_err(|e| decode(&e))?;
         }
         pos = pos.max(last + 1);
     }

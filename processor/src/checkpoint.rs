@@ -55,7 +55,8 @@ pub(crate) struct Meta {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Checkpoint {
     pub(crate) meta: Meta,
-    pub(crate) batches: Vec<Vec<u8>>,
+    /// Shared with the delivery that follows the write (no copy of the staged output).
+    pub(crate) batches: Vec<bytes::Bytes>,
 }
 
 pub(crate) fn tp_key(topic: &str, partition: i32) -> String {
@@ -77,18 +78,24 @@ fn file(dir: &Path) -> PathBuf {
 pub(crate) fn write(dir: &Path, ck: &Checkpoint) -> Result<(), ProcessorError> {
     fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let meta = serde_json::to_vec(&ck.meta).map_err(|e| err(dir, e))?;
-    let mut body =
-        Vec::with_capacity(4 + meta.len() + ck.batches.iter().map(Vec::len).sum::<usize>());
-    body.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    body.extend_from_slice(&meta);
+    // The staged batches are written as they are (they can be 32 MiB): the checksum is
+    // computed over the pieces instead of over one concatenated copy.
+    let meta_len = (meta.len() as u32).to_be_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&meta_len);
+    crc.update(&meta);
     for b in &ck.batches {
-        body.extend_from_slice(b);
+        crc.update(b);
     }
+    let mut head = Vec::with_capacity(MAGIC.len() + 8 + meta.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&crc.finalize().to_be_bytes());
+    head.extend_from_slice(&meta_len);
+    head.extend_from_slice(&meta);
     let tmp = dir.join("checkpoint.tmp");
     let mut f = fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-    f.write_all(MAGIC)
-        .and_then(|_| f.write_all(&crc32fast::hash(&body).to_be_bytes()))
-        .and_then(|_| f.write_all(&body))
+    f.write_all(&head)
+        .and_then(|_| ck.batches.iter().try_for_each(|b| f.write_all(b)))
         .and_then(|_| f.sync_all())
         .map_err(|e| err(&tmp, e))?;
     let target = file(dir);
@@ -126,7 +133,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>, ProcessorError> {
         let b = body
             .get(pos..pos + s.len as usize)
             .ok_or_else(|| err(&path, "truncated staged output"))?;
-        batches.push(b.to_vec());
+        batches.push(bytes::Bytes::copy_from_slice(b));
         pos += s.len as usize;
     }
     Ok(Some(Checkpoint { meta, batches }))
@@ -150,7 +157,7 @@ mod tests {
             records: 2,
             len: 3,
         });
-        ck.batches.push(vec![1, 2, 3]);
+        ck.batches.push(bytes::Bytes::from_static(&[1, 2, 3]));
         write(dir.path(), &ck).expect("write");
         assert_eq!(read(dir.path()).expect("read"), Some(ck));
         let path = dir.path().join("checkpoint");

@@ -8,7 +8,13 @@ use crate::value::Value;
 
 /// One record inside a pipeline: the raw key (written back as is by sinks unless an operator
 /// re-keys it), the decoded value, the event time and the headers.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// An event read from a topic also keeps its value's original bytes while no operator has
+/// changed the value; sinks write those bytes instead of encoding the value again. The
+/// runtime drops them after every operator that does not declare
+/// [`Operator::preserves_values`](crate::Operator::preserves_values), so an operator that
+/// edits `value` never has stale bytes written in its place. Equality ignores them.
+#[derive(Debug, Clone)]
 pub struct Event {
     /// Kafka record key as produced, or as set by a key-by.
     pub key: Option<Bytes>,
@@ -21,6 +27,20 @@ pub struct Event {
     /// Index of the pipeline input (source topic) the event came from; joins use it to tell
     /// their sides apart. Operators' own output keeps the input of what produced it.
     pub input: usize,
+    /// The value as read (JSON bytes) while `value` still stands for them. When the source
+    /// decoded only the fields the plan reads, `value` holds just those and these bytes are
+    /// the whole original value.
+    pub(crate) raw: Option<Bytes>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.key == other.key
+            && self.value == other.value
+            && self.timestamp == other.timestamp
+            && self.headers == other.headers
+            && self.input == other.input
+    }
 }
 
 impl Event {
@@ -32,7 +52,14 @@ impl Event {
             timestamp,
             headers: Vec::new(),
             input: 0,
+            raw: None,
         }
+    }
+
+    /// The value's original bytes, if the event still carries them (read from a topic and
+    /// unchanged since).
+    pub fn raw_value(&self) -> Option<&Bytes> {
+        self.raw.as_ref()
     }
 
     /// The same event as coming from input `input`.
@@ -64,6 +91,15 @@ impl Collector {
     /// Side-output events emitted so far.
     pub fn side_len(&self) -> usize {
         self.side.len()
+    }
+
+    /// Drops the original value bytes of everything emitted (the operator may have changed
+    /// the values).
+    pub(crate) fn forget_raw(&mut self) {
+        let side = self.side.iter_mut().map(|(_, e)| e);
+        for e in self.main.iter_mut().chain(side) {
+            e.raw = None;
+        }
     }
 
     /// Events emitted downstream so far (for tests of single operators).

@@ -294,6 +294,7 @@ impl Pending {
                 .map(|(k, v)| (std::sync::Arc::from(k.as_str()), v.map(Bytes::from)))
                 .collect(),
             input: self.input,
+            raw: None,
         }
     }
 }

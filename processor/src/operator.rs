@@ -38,6 +38,15 @@ pub trait Operator: Send + fmt::Debug {
     fn late_records(&self) -> u64 {
         0
     }
+
+    /// True if every event this operator emits (main or side output) is either an event it
+    /// received, value untouched, or one it built itself (e.g. with [`Event::new`]). The
+    /// runtime then lets received events keep their original value bytes, so a sink writes
+    /// them without encoding the value again. The default, false, is always safe: the runtime
+    /// drops the bytes of whatever the operator emits.
+    fn preserves_values(&self) -> bool {
+        false
+    }
 }
 
 type Pred = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
@@ -82,6 +91,9 @@ impl Operator for Filter {
             out.emit(event);
         }
     }
+    fn preserves_values(&self) -> bool {
+        true // the predicate sees `&Event`
+    }
 }
 
 impl Operator for Map {
@@ -111,6 +123,9 @@ impl Operator for KeyBy {
     fn process(&mut self, mut event: Event, out: &mut Collector) {
         event.key = key_bytes(&(self.0)(&event));
         out.emit(event);
+    }
+    fn preserves_values(&self) -> bool {
+        true // only the key changes
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Input {
     pub topic: String,
     pub event_time: EventTime,
     pub start: StartFrom,
+    /// The top-level value fields the plan reads from this input (`None`: any field). Set
+    /// with [`Input::fields`].
+    pub fields: Option<Vec<String>>,
 }
 
 impl Input {
@@ -42,7 +45,47 @@ impl Input {
             topic: topic.to_string(),
             event_time: EventTime::RecordTimestamp,
             start: StartFrom::Earliest,
+            fields: None,
         }
+    }
+
+    /// Declares the value fields the plan reads from this input (dotted paths count by their
+    /// first segment), so that sources decode only those and skip the rest of each value,
+    /// which is much cheaper. The event-time field is added automatically. Events then carry
+    /// objects with just these fields (other values, e.g. arrays, whole), while sinks still
+    /// write the full original value of events whose value no operator changed. Only
+    /// declare this when every operator reads and builds from these fields alone: a closure
+    /// that reads another field sees it missing (null), and an operator that re-emits a
+    /// modified value emits just these fields. Without it (the default) values decode whole.
+    /// Front ends that know their column references (SQL, [`crate::PipelineSpec`]) set it.
+    pub fn fields<S: AsRef<str>>(mut self, names: &[S]) -> Input {
+        let mut fields: Vec<String> = Vec::new();
+        for n in names {
+            let top = top_field(n.as_ref());
+            if !fields.iter().any(|f| f == top) {
+                fields.push(top.to_string());
+            }
+        }
+        self.fields = Some(fields);
+        self
+    }
+
+    /// The fields a source must decode: the declared ones plus the event-time field, or
+    /// `None` for all.
+    pub(crate) fn decode_fields(&self) -> Option<Arc<[Arc<str>]>> {
+        let mut fields: Vec<Arc<str>> = self
+            .fields
+            .as_ref()?
+            .iter()
+            .map(|f| Arc::from(f.as_str()))
+            .collect();
+        if let EventTime::Field(path) = &self.event_time {
+            let top = top_field(path);
+            if !fields.iter().any(|f| &**f == top) {
+                fields.push(Arc::from(top));
+            }
+        }
+        Some(fields.into())
     }
     /// Takes event time from a value field.
     pub fn event_time_field(mut self, path: &str) -> Input {
@@ -275,6 +318,11 @@ impl PipelineBuilder {
         }
         Ok(p)
     }
+}
+
+/// The top-level field a dotted path starts with.
+pub(crate) fn top_field(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
 }
 
 /// Parses an event-time value: integer epoch ms, or a UTC timestamp string

@@ -19,6 +19,7 @@ use crate::host::LocalHost;
 use crate::operator::Operator;
 use crate::plan::{Pipeline, StartFrom};
 use crate::source::{self, Decoded, Slot, SourceMsg};
+use crate::value::Value;
 use crate::watermark::WatermarkTracker;
 
 /// Where a pipeline reads and writes.
@@ -102,10 +103,14 @@ const STAGED_LIMIT: usize = 32 << 20;
 
 #[derive(Debug, Default)]
 struct Staging {
-    builders: BTreeMap<(String, i32), Vec<BatchBuilder>>,
+    /// Topic → partition → batches (nested so that staging an event looks the topic up by
+    /// `&str` without building a key).
+    builders: BTreeMap<String, BTreeMap<i32, Vec<BatchBuilder>>>,
     bytes: usize,
     records: u64,
     round_robin: u32,
+    /// Reused buffer for values that must be encoded (changed by an operator).
+    scratch: Vec<u8>,
 }
 
 impl Staging {
@@ -117,22 +122,34 @@ impl Staging {
                 (self.round_robin % partitions.max(1) as u32) as i32
             }
         };
-        let value = (!e.value.is_null()).then(|| e.value.to_json());
+        // Unchanged values are written as they were read; others are encoded again.
+        let value: Option<&[u8]> = match (&e.raw, &e.value) {
+            (Some(raw), _) => Some(raw),
+            (None, Value::Null) => None,
+            (None, v) => {
+                self.scratch.clear();
+                v.write_json(&mut self.scratch);
+                Some(&self.scratch)
+            }
+        };
         let headers: Vec<(&[u8], Option<&[u8]>)> = e
             .headers
             .iter()
             .map(|(k, v)| (k.as_bytes(), v.as_deref()))
             .collect();
-        let list = self
-            .builders
-            .entry((topic.to_string(), partition))
-            .or_default();
+        if !self.builders.contains_key(topic) {
+            self.builders.insert(topic.to_string(), BTreeMap::new());
+        }
+        let Some(parts) = self.builders.get_mut(topic) else {
+            return; // inserted just above
+        };
+        let list = parts.entry(partition).or_default();
         if list.last().is_none_or(|b| b.size() >= BATCH_BYTES) {
             list.push(BatchBuilder::default());
         }
         if let Some(b) = list.last_mut() {
             let before = b.size();
-            b.push(e.timestamp, e.key.as_deref(), value.as_deref(), &headers);
+            b.push(e.timestamp, e.key.as_deref(), value, &headers);
             self.bytes += b.size() - before;
         }
         self.records += 1;
@@ -208,6 +225,7 @@ async fn run_inner(
                 partition,
                 read_bytes: p.read_bytes,
                 event_time: input.event_time.clone(),
+                fields: input.decode_fields(),
             });
         }
     }
@@ -445,18 +463,24 @@ impl Runner {
                 }
             }
             Backend::Remote(cluster) => {
-                let starts = self
-                    .slots
-                    .iter()
-                    .zip(&resume)
-                    .map(|(s, r)| match r {
-                        Some(o) => Ok(*o),
-                        None => Err(match self.p.inputs[s.input].start {
-                            StartFrom::Earliest => StartAt::Earliest,
-                            StartFrom::Latest => StartAt::Latest,
-                        }),
-                    })
-                    .collect();
+                // Every slot's position is known before the first checkpoint: one that has
+                // seen no records yet must not be checkpointed as offset 0 (a resumed run would
+                // read that partition again from the start).
+                let mut starts = Vec::with_capacity(self.slots.len());
+                for (i, (s, r)) in self.slots.iter().zip(&resume).enumerate() {
+                    let pos = match r {
+                        Some(o) => *o,
+                        None => {
+                            let at = match self.p.inputs[s.input].start {
+                                StartFrom::Earliest => -2,
+                                StartFrom::Latest => -1,
+                            };
+                            cluster.list_offset(&s.topic, s.partition, at).await?
+                        }
+                    };
+                    self.positions[i] = pos;
+                    starts.push(Ok::<i64, StartAt>(pos));
+                }
                 tokio::spawn(source::remote(
                     Arc::clone(cluster),
                     self.slots.clone(),
@@ -515,6 +539,9 @@ impl Runner {
             for e in events {
                 op.process(e, &mut out);
             }
+            if !op.preserves_values() {
+                out.forget_raw();
+            }
             self.stage_side(std::mem::take(&mut out.side));
             events = out.main;
         }
@@ -541,6 +568,9 @@ impl Runner {
         for i in 0..self.p.ops.len() {
             let mut out = Collector::default();
             self.p.ops[i].on_watermark(wm, &mut out);
+            if !self.p.ops[i].preserves_values() {
+                out.forget_raw();
+            }
             self.stage_side(std::mem::take(&mut out.side));
             self.push(i + 1, out.main);
         }
@@ -560,7 +590,12 @@ impl Runner {
         let staging = std::mem::take(&mut self.staging);
         let mut staged = Vec::new();
         let mut batches = Vec::new();
-        for ((topic, partition), builders) in staging.builders {
+        let by_partition = staging.builders.into_iter().flat_map(|(topic, parts)| {
+            parts
+                .into_iter()
+                .map(move |(partition, list)| (topic.clone(), partition, list))
+        });
+        for (topic, partition, builders) in by_partition {
             for b in builders {
                 let records = b.len() as i32;
                 let mut bytes = b.finish();
@@ -584,7 +619,7 @@ impl Runner {
                     records,
                     len: bytes.len() as u32,
                 });
-                batches.push(bytes);
+                batches.push(Bytes::from(bytes));
             }
         }
         self.meta.id += 1;
@@ -640,11 +675,11 @@ async fn deliver(
     backend: &Backend,
     pid: i64,
     staged: &[StagedMeta],
-    batches: Vec<Vec<u8>>,
+    batches: Vec<Bytes>,
     recovering: bool,
 ) -> Result<(), ProcessorError> {
     // Per partition, in order; partitions are independent.
-    type Batches<'a> = Vec<(&'a StagedMeta, Vec<u8>)>;
+    type Batches<'a> = Vec<(&'a StagedMeta, Bytes)>;
     let mut per_partition: BTreeMap<(&str, i32), Batches> = BTreeMap::new();
     for (m, batch) in staged.iter().zip(batches) {
         per_partition
@@ -668,7 +703,9 @@ async fn deliver(
                             continue; // written before the crash
                         }
                     }
-                    host.append(&m.topic, m.partition, batch)
+                    // The checkpoint write has dropped its share: this takes the buffer over
+                    // without a copy.
+                    host.append(&m.topic, m.partition, Vec::from(batch))
                         .await
                         .map_err(sink_err)?;
                 }
@@ -686,12 +723,7 @@ async fn deliver(
                         }
                     }
                     cluster
-                        .produce_batch(
-                            &m.topic,
-                            m.partition,
-                            Bytes::from(batch),
-                            Duration::from_secs(30),
-                        )
+                        .produce_batch(&m.topic, m.partition, batch, Duration::from_secs(30))
                         .await
                         .map_err(|e| sink_err(e.to_string()))?;
                 }

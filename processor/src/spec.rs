@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::AggSpec;
 use crate::error::ProcessorError;
 use crate::join::{JoinType, TableJoinSpec, WindowJoinSpec};
-use crate::operator::project;
 use crate::plan::{Input, Pipeline, PipelineBuilder};
 use crate::value::Value;
 use crate::window::{LatePolicy, WindowKind, WindowSpec};
@@ -187,8 +186,12 @@ impl PipelineSpec {
         if let Some(ms) = self.checkpoint_interval_ms {
             b = b.checkpoint_interval(Duration::from_millis(ms));
         }
+        let fields = self.fields_read();
         for i in &self.inputs {
             let mut input = Input::topic(&i.topic);
+            if let Some(f) = &fields {
+                input = input.fields(f);
+            }
             if let Some(f) = &i.event_time {
                 input = input.event_time_field(f);
             }
@@ -223,18 +226,24 @@ impl PipelineSpec {
                     if fields.is_empty() {
                         return Err(at("project needs at least one field".into()));
                     }
-                    let fields = fields.clone();
+                    // Output names (last path segment) are built once, not per event.
+                    let paths = fields.clone();
+                    let names: Vec<std::sync::Arc<str>> = fields
+                        .iter()
+                        .map(|f| f.rsplit('.').next().unwrap_or(f).into())
+                        .collect();
                     b.map(move |mut e| {
-                        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-                        let projected = project(&e.value, &names);
-                        e.value = match projected {
-                            Value::Object(fs) => Value::Object(
-                                fs.into_iter()
-                                    .map(|(k, v)| (k.rsplit('.').next().unwrap_or(&k).into(), v))
-                                    .collect(),
-                            ),
-                            other => other,
-                        };
+                        let projected = paths
+                            .iter()
+                            .zip(&names)
+                            .map(|(p, n)| {
+                                (
+                                    std::sync::Arc::clone(n),
+                                    e.value.path(p).cloned().unwrap_or_default(),
+                                )
+                            })
+                            .collect();
+                        e.value = Value::Object(projected);
                         e
                     })
                 }
@@ -347,6 +356,26 @@ impl PipelineSpec {
     }
 }
 
+impl PipelineSpec {
+    /// The value fields the steps read, when every step says (joins pass whole values on,
+    /// so they need every field): sources then decode just these.
+    fn fields_read(&self) -> Option<Vec<String>> {
+        let mut fields = Vec::new();
+        for step in &self.steps {
+            match step {
+                Step::Filter(c) => fields.push(c.field.clone()),
+                Step::Project(fs) | Step::KeyBy(fs) => fields.extend(fs.iter().cloned()),
+                Step::Window(w) => {
+                    fields.extend(w.group_by.iter().cloned());
+                    fields.extend(w.aggregates.iter().filter_map(|a| a.field.clone()));
+                }
+                Step::WindowJoin(_) | Step::TableJoin(_) => return None,
+            }
+        }
+        Some(fields)
+    }
+}
+
 fn compare_op(op: &str) -> Option<&'static [std::cmp::Ordering]> {
     use std::cmp::Ordering::*;
     Some(match op {
@@ -376,6 +405,43 @@ mod tests {
             .join("\n");
         let spec = PipelineSpec::from_json(json.as_bytes()).expect("parses");
         spec.compile().expect("compiles");
+    }
+
+    #[test]
+    fn project_keeps_the_named_fields_under_their_last_segment_and_sets_the_inputs_fields() {
+        let json = br#"{"name":"p","inputs":[{"topic":"a","event_time":"ts"}],"output":"b",
+            "steps":[{"project":["x","n.y","missing"]}]}"#;
+        let mut p = PipelineSpec::from_json(json)
+            .expect("json")
+            .compile()
+            .expect("compiles");
+        assert_eq!(
+            p.inputs[0].fields,
+            Some(vec![
+                "x".to_string(),
+                "n".to_string(),
+                "missing".to_string()
+            ])
+        );
+        let v = Value::from_json(br#"{"x":1,"n":{"y":"deep"},"z":2}"#).expect("json");
+        let mut out = crate::event::Collector::default();
+        p.ops[0].process(crate::Event::new(v, 0), &mut out);
+        let got = out.take().pop().expect("one event").value;
+        assert_eq!(
+            got,
+            Value::object([
+                ("x", Value::Int(1)),
+                ("y", Value::str("deep")),
+                ("missing", Value::Null)
+            ])
+        );
+        let join = br#"{"name":"p","inputs":[{"topic":"a"},{"topic":"c"}],"output":"b",
+            "steps":[{"window_join":{"tumbling_ms":10,"left_key":["k"],"right_key":["k"]}}]}"#;
+        let p = PipelineSpec::from_json(join)
+            .expect("json")
+            .compile()
+            .expect("compiles");
+        assert_eq!(p.inputs[0].fields, None, "joins pass whole values on");
     }
 
     #[test]

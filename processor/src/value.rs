@@ -101,11 +101,39 @@ impl Value {
         serde_json::from_slice(bytes)
     }
 
+    /// Parses one JSON document, keeping of a top-level object only the fields named in
+    /// `fields` (in document order, duplicates included); the others are checked for syntax
+    /// but not built, which saves their allocations. Non-objects are decoded whole. Equals
+    /// [`Value::from_json`] followed by dropping the other fields, except that skipped
+    /// fields are not held to serde_json's nesting limit of 128.
+    pub fn from_json_fields(bytes: &[u8], fields: &[Arc<str>]) -> Result<Value, serde_json::Error> {
+        // Checked once up front, as a full decode would reject bad text in skipped strings
+        // too (serde_json checks UTF-8 only in strings it builds).
+        let text = std::str::from_utf8(bytes).map_err(de::Error::custom)?;
+        if let Some(v) = pick_fast(bytes, fields) {
+            return Ok(v);
+        }
+        let mut d = serde_json::Deserializer::from_str(text);
+        let v = de::DeserializeSeed::deserialize(PickFields(fields), &mut d)?;
+        d.end()?;
+        Ok(v)
+    }
+
     /// Encodes as compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing a Value cannot fail: every variant maps onto JSON (non-finite floats
         // become null, as serde_json does for f64).
         serde_json::to_vec(self).unwrap_or_else(|_| b"null".to_vec())
+    }
+
+    /// Appends compact JSON to `out` (what [`Value::to_json`] returns).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            // Cannot happen (see `to_json`); keep the output well-formed regardless.
+            out.truncate(start);
+            out.extend_from_slice(b"null");
+        }
     }
 
     /// Total order used by MIN/MAX and sorting: Null < Bool < numbers < Str < List < Object;
@@ -302,6 +330,184 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// The common case of [`Value::from_json_fields`] without serde: a flat-enough object whose
+/// keys and strings have no escapes and whose numbers are plain integers. `None` means "not
+/// sure": anything else (nested values, floats, escapes, errors) goes to the serde decoder,
+/// so this never accepts or builds anything that one would not.
+fn pick_fast(b: &[u8], fields: &[Arc<str>]) -> Option<Value> {
+    let mut p = skip_ws(b, 0);
+    if b.get(p) != Some(&b'{') {
+        return None;
+    }
+    p = skip_ws(b, p + 1);
+    let mut out: Vec<(Arc<str>, Value)> = Vec::with_capacity(fields.len());
+    if b.get(p) == Some(&b'}') {
+        return (skip_ws(b, p + 1) == b.len()).then_some(Value::Object(out));
+    }
+    loop {
+        if b.get(p) != Some(&b'"') {
+            return None;
+        }
+        let (key, after) = plain_str(b, p + 1)?;
+        p = skip_ws(b, after);
+        if b.get(p) != Some(&b':') {
+            return None;
+        }
+        p = skip_ws(b, p + 1);
+        let wanted = fields.iter().find(|f| f.as_bytes() == key);
+        let c = *b.get(p)?;
+        let value = match c {
+            b'"' => {
+                let (s, after) = plain_str(b, p + 1)?;
+                p = after;
+                // UTF-8 was checked for the whole document.
+                match wanted {
+                    Some(_) => Some(Value::Str(Arc::from(std::str::from_utf8(s).ok()?))),
+                    None => None,
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let (n, after) = plain_int(b, p)?;
+                p = after;
+                Some(Value::Int(n))
+            }
+            b't' if b[p..].starts_with(b"true") => {
+                p += 4;
+                Some(Value::Bool(true))
+            }
+            b'f' if b[p..].starts_with(b"false") => {
+                p += 5;
+                Some(Value::Bool(false))
+            }
+            b'n' if b[p..].starts_with(b"null") => {
+                p += 4;
+                Some(Value::Null)
+            }
+            _ => return None,
+        };
+        if let (Some(name), Some(v)) = (wanted, value) {
+            out.push((Arc::clone(name), v));
+        }
+        p = skip_ws(b, p);
+        match b.get(p)? {
+            b',' => p = skip_ws(b, p + 1),
+            b'}' => {
+                return (skip_ws(b, p + 1) == b.len()).then_some(Value::Object(out));
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut p: usize) -> usize {
+    while matches!(b.get(p), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        p += 1;
+    }
+    p
+}
+
+/// The bytes of a string starting after its opening quote, and the position after its
+/// closing quote; `None` for escapes, control characters or no end.
+fn plain_str(b: &[u8], start: usize) -> Option<(&[u8], usize)> {
+    let rest = b.get(start..)?;
+    let end = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    (rest[end] == b'"').then_some((&rest[..end], start + end + 1))
+}
+
+/// An integer in JSON's grammar that surely fits an i64 (at most 18 digits), not followed by
+/// a fraction or exponent, and not `-0` (which serde_json reads as a float).
+fn plain_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
+    let neg = b[start] == b'-';
+    let digits_at = start + usize::from(neg);
+    let digits = b.get(digits_at..)?;
+    let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 18 || (digits[0] == b'0' && (n > 1 || neg)) {
+        return None;
+    }
+    if matches!(digits.get(n), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let v = digits[..n]
+        .iter()
+        .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'));
+    Some((if neg { -v } else { v }, digits_at + n))
+}
+
+/// Decodes a document keeping only some top-level fields (see [`Value::from_json_fields`]).
+struct PickFields<'f>(&'f [Arc<str>]);
+
+impl<'de> de::DeserializeSeed<'de> for PickFields<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PickFields<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        ValueVisitor.visit_i64(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        ValueVisitor.visit_u64(v)
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(Arc::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        ValueVisitor.visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields: Vec<(Arc<str>, Value)> = Vec::with_capacity(self.0.len());
+        while let Some(k) = map.next_key_seed(PickKey(self.0))? {
+            match k {
+                Some(k) => {
+                    let v = map.next_value()?;
+                    fields.push((k, v));
+                }
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+/// An object key: the wanted name it equals (shared, no allocation), or `None`.
+struct PickKey<'f>(&'f [Arc<str>]);
+
+impl<'de> de::DeserializeSeed<'de> for PickKey<'_> {
+    type Value = Option<Arc<str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PickKey<'_> {
+    type Value = Option<Arc<str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().find(|f| ***f == *v).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +541,25 @@ mod tests {
     }
 
     #[test]
+    fn typical_events_take_the_fast_path() {
+        let doc = br#"{"user":"user-0001","item":"item-00001","amount":7919,"ts":1700000000001,"country":"fr"}"#;
+        let fields: Vec<Arc<str>> = vec![Arc::from("ts"), Arc::from("user")];
+        let v = pick_fast(doc, &fields).expect("fast path");
+        assert_eq!(
+            v,
+            Value::object([
+                ("user", Value::str("user-0001")),
+                ("ts", Value::Int(1_700_000_000_001))
+            ])
+        );
+        assert_eq!(
+            pick_fast(br#"{"a":1.5}"#, &fields),
+            None,
+            "floats go to serde"
+        );
+    }
+
+    #[test]
     fn numbers_compare_across_kinds() {
         use std::cmp::Ordering::*;
         assert_eq!(Value::Int(2).total_cmp(&Value::Float(2.5)), Less);
@@ -347,5 +572,134 @@ mod tests {
     fn invalid_json_is_an_error() {
         assert!(Value::from_json(b"{\"a\":").is_err());
         assert!(Value::from_json(b"nope").is_err());
+    }
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let names = prop::sample::select(vec!["a", "b", "ts", "user", "x\"y", "é", ""]);
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            (-1e12f64..1e12).prop_map(serde_json::Value::from),
+            "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                prop::collection::vec((names.clone(), inner), 0..6).prop_map(|kv| {
+                    serde_json::Value::Object(
+                        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    /// Full decode, then keep only the named top-level fields.
+    fn project_full(v: Value, fields: &[Arc<str>]) -> Value {
+        match v {
+            Value::Object(fs) => Value::Object(
+                fs.into_iter()
+                    .filter(|(k, _)| fields.iter().any(|f| f == k))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn picking_fields_equals_decoding_all_then_projecting(
+            doc in json(),
+            picked in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ts", "user", "x\"y", "é", "", "zz"]),
+                0..4,
+            ),
+            spaced in proptest::bool::ANY,
+        ) {
+            let fields: Vec<Arc<str>> = picked.iter().map(|f| Arc::from(*f)).collect();
+            let bytes = if spaced {
+                serde_json::to_vec_pretty(&doc).expect("encode")
+            } else {
+                serde_json::to_vec(&doc).expect("encode")
+            };
+            let full = Value::from_json(&bytes).expect("valid");
+            let picked = Value::from_json_fields(&bytes, &fields).expect("valid");
+            proptest::prop_assert_eq!(picked, project_full(full, &fields));
+        }
+
+        #[test]
+        fn picking_fields_refuses_what_a_full_decode_refuses(
+            doc in json(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+            cut in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = serde_json::to_vec(&doc).expect("encode");
+            let i = at.index(bytes.len());
+            if cut {
+                bytes.truncate(i);
+            } else {
+                bytes[i] = byte;
+            }
+            let fields: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("ts")];
+            match (Value::from_json(&bytes), Value::from_json_fields(&bytes, &fields)) {
+                (Ok(full), Ok(picked)) => {
+                    proptest::prop_assert_eq!(picked, project_full(full, &fields))
+                }
+                (Err(_), Err(_)) => {}
+                (full, picked) => proptest::prop_assert!(
+                    false,
+                    "full {:?} but picked {:?} for {:?}",
+                    full,
+                    picked,
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+    }
+    /// Flat objects of scalars, the decoder's fast path, with numbers and spacing written
+    /// in every way JSON allows (and some it does not).
+    fn flat_doc() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["a", "b", "ts", "user", "é", "", "a\\u0062"]);
+        let scalar = prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            Just("-0".to_string()),
+            Just("01".to_string()),
+            Just("1.5e3".to_string()),
+            Just("12345678901234567890".to_string()),
+            Just("-9223372036854775808".to_string()),
+            Just("true".to_string()),
+            Just("nul".to_string()),
+            Just("null".to_string()),
+            "\"[a-z\u{e9} \\\\\t]{0,6}\"",
+            Just("[1,{\"a\":2}]".to_string()),
+        ];
+        let ws = prop::sample::select(vec!["", " ", "\n\t ", "\r"]);
+        prop::collection::vec((name, ws.clone(), scalar, ws), 0..6).prop_map(|kv| {
+            let body: Vec<String> = kv
+                .into_iter()
+                .map(|(k, w1, v, w2)| format!("{w1}\"{k}\"{w2}:{w1}{v}{w2}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_serde(doc in flat_doc()) {
+            let fields: Vec<Arc<str>> = ["a", "ts", "é", "ab"].iter().map(|f| Arc::from(*f)).collect();
+            let full = Value::from_json(doc.as_bytes());
+            let picked = Value::from_json_fields(doc.as_bytes(), &fields);
+            match (full, picked) {
+                (Ok(full), Ok(picked)) => {
+                    proptest::prop_assert_eq!(picked, project_full(full, &fields))
+                }
+                (Err(_), Err(_)) => {}
+                (full, picked) => proptest::prop_assert!(false, "{doc}: {full:?} vs {picked:?}"),
+            }
+        }
     }
 }

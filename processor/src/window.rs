@@ -8,7 +8,7 @@
 //! a side output. Session windows start at an event and extend by `gap` after the last event;
 //! windows that touch or overlap merge (Flink's `TimeWindow.intersects`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -139,10 +139,11 @@ struct Session {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    /// Fixed windows by (end, start): firing walks them in end order. Groups in key order, so
-    /// output order is deterministic (a replay after a crash emits the same sequence).
+    /// Fixed windows by (end, start): firing walks them in end order. Groups are hashed (the
+    /// per-event lookup) and sorted by key when a window fires, so output order is
+    /// deterministic (a replay after a crash emits the same sequence).
     #[serde(with = "pairs")]
-    windows: BTreeMap<(i64, i64), (bool, BTreeMap<String, Cell>)>,
+    windows: BTreeMap<(i64, i64), (bool, HashMap<String, Cell>)>,
     /// Sessions per group key, sorted by start.
     sessions: BTreeMap<String, (Vec<Value>, Vec<Session>)>,
     /// Running aggregates (Global).
@@ -161,6 +162,8 @@ pub struct WindowAggregate {
     scratch: Vec<(i64, i64)>,
     /// Reused buffer for the current event's group key.
     key_buf: String,
+    /// `window_start` and `window_end`, shared by every result.
+    bound_names: [Arc<str>; 2],
 }
 
 impl WindowAggregate {
@@ -188,6 +191,7 @@ impl WindowAggregate {
             state: State::default(),
             scratch: Vec::new(),
             key_buf: String::new(),
+            bound_names: [Arc::from("window_start"), Arc::from("window_end")],
         })
     }
 
@@ -219,15 +223,13 @@ impl WindowAggregate {
     }
 
     fn output(&self, group: &[Value], window: Option<(i64, i64)>, accs: &[Value]) -> Event {
-        let mut fields: Vec<(Arc<str>, Value)> = self
-            .group_names
-            .iter()
-            .cloned()
-            .zip(group.iter().cloned())
-            .collect();
+        let mut fields: Vec<(Arc<str>, Value)> =
+            Vec::with_capacity(self.group_names.len() + 2 + accs.len());
+        fields.extend(self.group_names.iter().cloned().zip(group.iter().cloned()));
         if let Some((s, e)) = window {
-            fields.push((Arc::from("window_start"), Value::Int(s)));
-            fields.push((Arc::from("window_end"), Value::Int(e)));
+            let [start, end] = &self.bound_names;
+            fields.push((Arc::clone(start), Value::Int(s)));
+            fields.push((Arc::clone(end), Value::Int(e)));
         }
         for (a, acc) in self.spec.aggregates.iter().zip(accs) {
             fields.push((Arc::clone(&a.output), a.func.finish(acc)));
@@ -244,6 +246,7 @@ impl WindowAggregate {
             timestamp: ts,
             headers: Vec::new(),
             input: 0,
+            raw: None,
         }
     }
 
@@ -359,6 +362,11 @@ impl Operator for WindowAggregate {
         "window_aggregate"
     }
 
+    /// Results are new events; late events go to the side output as they came.
+    fn preserves_values(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, event: Event, out: &mut Collector) {
         match self.spec.kind {
             WindowKind::Tumbling { .. }
@@ -382,10 +390,12 @@ impl Operator for WindowAggregate {
             }
             if !*fired {
                 *fired = true;
+                let mut sorted: Vec<(&String, &Cell)> = cells.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 emit.extend(
-                    cells
-                        .values()
-                        .map(|c| (c.group.clone(), (s, e), c.accs.clone())),
+                    sorted
+                        .into_iter()
+                        .map(|(_, c)| (c.group.clone(), (s, e), c.accs.clone())),
                 );
             }
         }

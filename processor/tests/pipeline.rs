@@ -412,3 +412,84 @@ async fn joins_in_a_pipeline_see_each_input_as_its_side() {
         .collect();
     assert_eq!(got, vec![(1, "Ada"), (4, "Ada")]);
 }
+
+/// Values no operator changed are written as they were read (spacing and all); a changed
+/// value is encoded again; a spec's plan decodes only the fields it reads yet writes whole
+/// values; and an operator that does not declare `preserves_values` cannot leak stale bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_values_pass_through_as_read_and_changed_ones_are_encoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = StorageHost::new(dir.path().join("logs"));
+    for t in ["in", "kept", "mapped", "spec", "custom"] {
+        host.create_topic(t, 1).expect("topic");
+    }
+    let mut b = BatchBuilder::default();
+    for i in 0..10 {
+        let v =
+            format!(r#"{{ "n" : {i}, "tag": "t{i}", "ts": {i}, "extra": [1, {{"x": 2.50}}] }}"#);
+        b.push(i, None, Some(v.as_bytes()), &[]);
+    }
+    host.append_plain("in", 0, b.finish()).expect("append");
+    let odd =
+        |e: &eddy_processor::Event| e.value.get("n").and_then(Value::as_i64).unwrap_or(0) % 2 == 1;
+    /// Sets a field and emits the same event, without declaring `preserves_values`.
+    #[derive(Debug)]
+    struct Touch;
+    impl eddy_processor::Operator for Touch {
+        fn name(&self) -> &str {
+            "touch"
+        }
+        fn process(&mut self, mut e: eddy_processor::Event, out: &mut eddy_processor::Collector) {
+            e.value.set("touched", Value::Bool(true));
+            out.emit(e);
+        }
+    }
+    let plans = [
+        PipelineBuilder::new("kept").source(Input::topic("in")).filter(odd).sink("kept").bounded().build().expect("valid"),
+        PipelineBuilder::new("mapped")
+            .source(Input::topic("in"))
+            .filter(odd)
+            .map(|mut e| {
+                e.value.set("n", Value::Int(0));
+                e
+            })
+            .sink("mapped").bounded().build().expect("valid"),
+        eddy_processor::PipelineSpec::from_json(
+            br#"{"name": "spec", "inputs": [{"topic": "in", "event_time": "ts"}],
+                 "steps": [{"filter": {"field": "n", "op": ">", "value": 7}}], "output": "spec", "bounded": true}"#,
+        )
+        .expect("spec")
+        .compile()
+        .expect("compiles"),
+        PipelineBuilder::new("custom").source(Input::topic("in").fields(&["n"])).op(Touch).sink("custom").bounded().build().expect("valid"),
+    ];
+    for p in plans {
+        let name = p.name().to_string();
+        let status = Arc::new(PipelineStatus::default());
+        let (_stop_tx, stop) = watch::channel(false);
+        let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
+        run(p, backend, dir.path().join(name), status, stop)
+            .await
+            .expect("runs");
+    }
+    let values =
+        |t: &str| -> Vec<String> { read_all(&host, t, 1).into_iter().map(|r| r.2).collect() };
+    let kept = values("kept");
+    assert_eq!(kept.len(), 5);
+    assert_eq!(
+        kept[0],
+        r#"{ "n" : 1, "tag": "t1", "ts": 1, "extra": [1, {"x": 2.50}] }"#
+    );
+    assert_eq!(
+        values("mapped")[0],
+        r#"{"n":0,"tag":"t1","ts":1,"extra":[1,{"x":2.5}]}"#
+    );
+    assert_eq!(
+        values("spec"),
+        vec![
+            r#"{ "n" : 8, "tag": "t8", "ts": 8, "extra": [1, {"x": 2.50}] }"#.to_string(),
+            r#"{ "n" : 9, "tag": "t9", "ts": 9, "extra": [1, {"x": 2.50}] }"#.to_string()
+        ]
+    );
+    assert_eq!(values("custom")[3], r#"{"n":3,"touched":true}"#);
+}

@@ -405,6 +405,8 @@ pub fn build_batch_with_keys(
 /// no producer id unless [`set_producer`] is applied afterwards.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
+    /// Room for the header (filled in by `finish`, so the batch is never copied), then the
+    /// records. Empty until the first push.
     records: Vec<u8>,
     count: i32,
     first_ts: Option<i64>,
@@ -443,6 +445,9 @@ impl BatchBuilder {
             len += bytes_len(Some(k)) + bytes_len(*v);
         }
         let out = &mut self.records;
+        if out.is_empty() {
+            out.resize(BATCH_HEADER_LEN, 0);
+        }
         out.reserve(varint_len(len as i64) + len);
         write_varint(out, len as i64);
         out.push(0); // attributes
@@ -470,30 +475,32 @@ impl BatchBuilder {
 
     /// Bytes the finished batch will take.
     pub fn size(&self) -> usize {
-        BATCH_HEADER_LEN + self.records.len()
+        self.records.len().max(BATCH_HEADER_LEN)
     }
 
     /// The finished batch with a valid CRC.
     pub fn finish(self) -> Vec<u8> {
         let first_ts = self.first_ts.unwrap_or(0);
         let n = self.count;
-        let mut b = Vec::with_capacity(BATCH_HEADER_LEN + self.records.len());
-        b.extend_from_slice(&0i64.to_be_bytes()); // base offset
-        b.extend_from_slice(
-            &((BATCH_HEADER_LEN - LOG_OVERHEAD + self.records.len()) as i32).to_be_bytes(),
-        );
-        b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
-        b.push(2); // magic
-        b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
-        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-        b.extend_from_slice(&(n - 1).max(0).to_be_bytes()); // last offset delta
-        b.extend_from_slice(&first_ts.to_be_bytes());
-        b.extend_from_slice(&self.max_ts.max(first_ts).to_be_bytes());
-        b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-        b.extend_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(&self.records);
+        let mut b = self.records;
+        if b.is_empty() {
+            b.resize(BATCH_HEADER_LEN, 0);
+        }
+        let mut h = Vec::with_capacity(BATCH_HEADER_LEN);
+        h.extend_from_slice(&0i64.to_be_bytes()); // base offset
+        h.extend_from_slice(&((b.len() - LOG_OVERHEAD) as i32).to_be_bytes());
+        h.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        h.push(2); // magic
+        h.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
+        h.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        h.extend_from_slice(&(n - 1).max(0).to_be_bytes()); // last offset delta
+        h.extend_from_slice(&first_ts.to_be_bytes());
+        h.extend_from_slice(&self.max_ts.max(first_ts).to_be_bytes());
+        h.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+        h.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        h.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        h.extend_from_slice(&n.to_be_bytes());
+        b[..BATCH_HEADER_LEN].copy_from_slice(&h);
         let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
         b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         b

@@ -7,5 +7,6 @@ pub mod apis;
 pub mod batch;
 pub mod codec;
 pub mod compress;
+pub mod records;
 
 pub use kafka_protocol;

@@ -591,6 +591,28 @@ fn exactly_once_remote_pipeline_survives_aborted_runs() -> Result<()> {
         let v: serde_json::Value = serde_json::from_str(r).with_context(|| format!("row {r}"))?;
         let ts = v["ts"].as_u64().context("ts")?;
         if !seen.insert(ts) {
+            let out = run_ok(
+                eddy(
+                    &broker,
+                    &[
+                        "consume",
+                        "remote-out",
+                        "--from-beginning",
+                        "--exit",
+                        "--format",
+                        "json",
+                    ],
+                ),
+                Duration::from_secs(120),
+                "consume json",
+            )?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let needle = format!("{ts}");
+            let hits: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).collect();
+            eprintln!("DUP {hits:#?}");
+            let input = consume_all(&broker, "clicks")?;
+            let uniq: std::collections::BTreeSet<&String> = input.iter().collect();
+            eprintln!("INPUT {} records, {} distinct", input.len(), uniq.len());
             bail!("event {r} was delivered twice");
         }
     }

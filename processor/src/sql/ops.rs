@@ -153,6 +153,8 @@ impl Stage {
             timestamp: event.timestamp,
             headers: Vec::new(),
             input: event.input,
+            // A new value: nothing of the input's bytes to pass through.
+            raw: None,
         }
     }
 }
