@@ -232,6 +232,22 @@ impl Broker {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The broker's resident set size in KiB from `/proc/PID/status`: (VmRSS now, VmHWM
+    /// peak since start).
+    pub fn rss_kib(&self) -> Result<(u64, u64)> {
+        let pid = self.pid().context("the broker is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("{name} in /proc/{pid}/status"))?;
+            Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     /// The broker's log (stdout and stderr) so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
