@@ -141,6 +141,8 @@ pub async fn serve(
         "eddy listening on {bound}"
     );
 
+    warn_fault_injection();
+
     tokio::spawn(broker.txn.clone().run_timers(broker.clone(), sd_rx.clone()));
     let background = spawn_background(broker.clone(), sd_rx.clone());
     let pipelines = tokio::spawn(pipelines::manage(broker.clone(), sd_rx.clone()));
@@ -207,4 +209,20 @@ fn handlers_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Says loudly when the storage fault hook of debug builds is armed (tests only), and that
+/// release builds ignore it.
+fn warn_fault_injection() {
+    #[cfg(debug_assertions)]
+    if let Some(p) = eddy_storage::fault::control_file() {
+        tracing::warn!(
+            control_file = %p.display(),
+            "storage fault injection is enabled (EDDY_FAULT_FILE, a test hook of debug builds)"
+        );
+    }
+    #[cfg(not(debug_assertions))]
+    if std::env::var_os("EDDY_FAULT_FILE").is_some() {
+        tracing::warn!("EDDY_FAULT_FILE is ignored: release builds have no fault injection");
+    }
 }

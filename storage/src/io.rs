@@ -75,6 +75,59 @@ impl StdIo {
 #[derive(Debug)]
 struct StdFile {
     file: File,
+    /// For the test-only fault hook ([`fault`]); absent from release builds.
+    #[cfg(debug_assertions)]
+    path: std::path::PathBuf,
+}
+
+/// A fault hook for end-to-end tests of the real `eddy` binary, where [`crate::sim::SimIo`]
+/// cannot be swapped in. It exists only in builds with debug assertions (what `cargo build`
+/// and `cargo test` produce, and what the e2e tests run); release builds do not contain it,
+/// so no environment variable can make a production broker fail its writes.
+///
+/// With `EDDY_FAULT_FILE=PATH` set, every `write_at` and `sync_data` of a [`StdIo`] file reads
+/// PATH (if it exists); each line `OP TEXT` (OP `write` or `fsync`) makes that operation fail
+/// with an I/O error on every file whose path contains TEXT, e.g. `fsync /topic-0/`. Removing
+/// the line (or the file) ends the fault. Reading the control file on each call is slow, and
+/// fine for tests.
+#[cfg(debug_assertions)]
+pub mod fault {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    /// The environment variable naming the control file.
+    pub const ENV: &str = "EDDY_FAULT_FILE";
+
+    /// The control file, if the hook is enabled.
+    pub fn control_file() -> Option<&'static Path> {
+        static CONTROL: OnceLock<Option<PathBuf>> = OnceLock::new();
+        CONTROL
+            .get_or_init(|| std::env::var_os(ENV).map(PathBuf::from))
+            .as_deref()
+    }
+
+    /// Fails if the control file asks for `op` on `path` to fail.
+    pub(crate) fn check(op: &str, path: &Path) -> io::Result<()> {
+        let Some(ctl) = control_file() else {
+            return Ok(());
+        };
+        let Ok(text) = std::fs::read_to_string(ctl) else {
+            return Ok(());
+        };
+        let path = path.to_string_lossy();
+        for line in text.lines() {
+            if let Some((o, what)) = line.trim().split_once(' ') {
+                let what = what.trim();
+                if o == op && !what.is_empty() && path.contains(what) {
+                    return Err(io::Error::other(format!(
+                        "injected {op} failure on {path} ({ENV})"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl IoFile for StdFile {
@@ -87,12 +140,16 @@ impl IoFile for StdFile {
         }
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(debug_assertions)]
+        fault::check("write", &self.path)?;
         self.file.write_all_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
+        #[cfg(debug_assertions)]
+        fault::check("fsync", &self.path)?;
         self.file.sync_data()
     }
     fn len(&self) -> io::Result<u64> {
@@ -111,7 +168,11 @@ impl Io for StdIo {
             .create(mode == OpenMode::Create)
             .truncate(false)
             .open(path)?;
-        Ok(Arc::new(StdFile { file }))
+        Ok(Arc::new(StdFile {
+            file,
+            #[cfg(debug_assertions)]
+            path: path.to_path_buf(),
+        }))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
