@@ -40,7 +40,7 @@ pub use error::StorageError;
 #[cfg(debug_assertions)]
 pub use io::fault;
 pub use io::{Io, IoFile, OpenMode, StdIo};
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, PartitionLog, Reopen};
 pub use mmap::MappedFile;
 pub use reader::{LogReader, ReadResult};
 pub use recovery::{RecoveryReport, RemovedSegment, Truncation};
