@@ -742,3 +742,59 @@ fn broker_wide_budget_pauses_other_connections_and_large_produces_all_succeed() 
     }
     Ok(())
 }
+
+/// The broker raises its soft open-file limit to the hard one (systems often start processes
+/// at 1,024, far below `max.connections`) and warns when even that is too low.
+#[test]
+fn the_broker_raises_its_open_file_limit_and_warns_when_it_is_too_low() -> Result<()> {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    if hard < 1024 {
+        eprintln!("SKIPPED: the hard open-file limit is {hard}; nothing to raise from 512");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let log_path = tmp.path().join("broker.log");
+    let log = std::fs::File::create(&log_path)?;
+    // Start with a soft limit of 512 and ask for more connections than the hard limit allows.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
+        .arg(eddy_e2e::eddy_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--set", &format!("max.connections={}", hard + 1)])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path)?;
+        if text.contains("eddy listening") {
+            break text;
+        }
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("the broker did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()))?;
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-files line in /proc/PID/limits")?;
+    let soft: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .context("soft limit column")?
+        .parse()?;
+    if soft != hard {
+        bail!("the broker's soft open-file limit is {soft}, expected the hard limit {hard}");
+    }
+    if !text.contains("the open-file limit is below max.connections") {
+        bail!("no warning about an open-file limit below max.connections:\n{text}");
+    }
+    Ok(())
+}
