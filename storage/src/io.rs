@@ -87,9 +87,10 @@ struct StdFile {
 ///
 /// With `EDDY_FAULT_FILE=PATH` set, every `write_at` and `sync_data` of a [`StdIo`] file reads
 /// PATH (if it exists); each line `OP TEXT` (OP `write` or `fsync`) makes that operation fail
-/// with an I/O error on every file whose path contains TEXT, e.g. `fsync /topic-0/`. Removing
-/// the line (or the file) ends the fault. Reading the control file on each call is slow, and
-/// fine for tests.
+/// with an I/O error on every file whose path contains TEXT, e.g. `fsync /topic-0/`, and a
+/// line `OP-hang TEXT` makes it wait (a stalled disk) until the line is gone. Removing the
+/// line (or the file) ends the fault. Reading the control file on each call is slow, and fine
+/// for tests.
 #[cfg(debug_assertions)]
 pub mod fault {
     use std::io;
@@ -107,26 +108,35 @@ pub mod fault {
             .as_deref()
     }
 
-    /// Fails if the control file asks for `op` on `path` to fail.
+    /// Waits while the control file asks `op` on `path` to hang, then fails if it asks for
+    /// it to fail.
     pub(crate) fn check(op: &str, path: &Path) -> io::Result<()> {
         let Some(ctl) = control_file() else {
             return Ok(());
         };
-        let Ok(text) = std::fs::read_to_string(ctl) else {
-            return Ok(());
-        };
         let path = path.to_string_lossy();
-        for line in text.lines() {
-            if let Some((o, what)) = line.trim().split_once(' ') {
-                let what = what.trim();
-                if o == op && !what.is_empty() && path.contains(what) {
-                    return Err(io::Error::other(format!(
-                        "injected {op} failure on {path} ({ENV})"
-                    )));
-                }
+        let hang = format!("{op}-hang");
+        loop {
+            let text = std::fs::read_to_string(ctl).unwrap_or_default();
+            let asks = |name: &str| {
+                text.lines().any(|line| {
+                    line.trim().split_once(' ').is_some_and(|(o, what)| {
+                        let what = what.trim();
+                        o == name && !what.is_empty() && path.contains(what)
+                    })
+                })
+            };
+            if asks(&hang) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
             }
+            if asks(op) {
+                return Err(io::Error::other(format!(
+                    "injected {op} failure on {path} ({ENV})"
+                )));
+            }
+            return Ok(());
         }
-        Ok(())
     }
 }
 
