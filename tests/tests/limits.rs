@@ -758,6 +758,72 @@ fn broker_wide_budget_pauses_other_connections_and_large_produces_all_succeed() 
     Ok(())
 }
 
+/// `fetch.max.bytes` caps one Fetch response whatever the client asks for (`max_bytes` of
+/// i32::MAX, or 0), so a client cannot make the broker build a response of the whole log.
+#[test]
+fn fetch_max_bytes_caps_a_fetch_whatever_the_client_asks() -> Result<()> {
+    const CAP: usize = 1024 * 1024;
+    let fetched = |broker: &Broker, max_bytes: i32| -> Result<usize> {
+        let mut s = TcpStream::connect(broker.addr())?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut req = fetch_request("big", 0, 0, i32::MAX);
+        req.max_bytes = max_bytes;
+        s.write_all(&frame(&req, FETCH_V, 7)?)?;
+        let (_, body) = read_response(&mut s)?;
+        let (code, bytes) = fetch_result(body)?;
+        if code != 0 {
+            bail!("fetch error {code}");
+        }
+        Ok(bytes)
+    };
+    let capped = Broker::start_with(&[
+        "--set",
+        &format!("fetch.max.bytes={CAP}"),
+        "--set",
+        "message.max.bytes=2097152",
+    ])?;
+    let uncapped = Broker::start()?;
+    for b in [&capped, &uncapped] {
+        create_topics(b, &["big"])?;
+        // 3 MiB in 12 batches of 256 KiB.
+        seed(b, "big", 12, 256 * 1024)?;
+    }
+    for max_bytes in [i32::MAX, 0] {
+        let got = fetched(&capped, max_bytes)?;
+        if got == 0 || got > CAP {
+            bail!("a fetch asking for max_bytes={max_bytes} returned {got} bytes with fetch.max.bytes={CAP}");
+        }
+        let all = fetched(&uncapped, max_bytes)?;
+        if all < 3 * CAP {
+            bail!("with the default fetch.max.bytes, max_bytes={max_bytes} returned only {all} bytes of 3 MiB");
+        }
+        eprintln!(
+            "max_bytes={max_bytes}: {got} bytes with fetch.max.bytes={CAP}, {all} with the default"
+        );
+    }
+    // One batch larger than the cap still goes out, so a consumer always progresses.
+    let mut s = TcpStream::connect(capped.addr())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    create_topics(&capped, &["huge"])?;
+    s.write_all(&frame(
+        &produce_request("huge", batch(CAP + 100 * 1024), 1),
+        PRODUCE_V,
+        1,
+    )?)?;
+    let (_, body) = read_response(&mut s)?;
+    let code = produce_error(body)?;
+    if code != 0 {
+        bail!("producing a 1.1 MB batch failed with {code}");
+    }
+    s.write_all(&frame(&fetch_request("huge", 0, 0, i32::MAX), FETCH_V, 2)?)?;
+    let (_, body) = read_response(&mut s)?;
+    let (code, bytes) = fetch_result(body)?;
+    if code != 0 || bytes <= CAP {
+        bail!("a batch larger than fetch.max.bytes: error {code}, {bytes} bytes returned");
+    }
+    Ok(())
+}
+
 /// The broker raises its soft open-file limit to the hard one (systems often start processes
 /// at 1,024, far below `max.connections`) and warns when even that is too low.
 #[test]
