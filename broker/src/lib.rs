@@ -59,6 +59,7 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    raise_open_file_limit(config.long("max.connections").max(0) as u64);
     let config = Arc::new(config);
     let data_dir = config.data_dir();
     fs::create_dir_all(&data_dir)
@@ -151,6 +152,8 @@ pub async fn serve(
         "eddy listening on {bound}"
     );
 
+    warn_fault_injection();
+
     tokio::spawn(broker.txn.clone().run_timers(broker.clone(), sd_rx.clone()));
     let background = spawn_background(broker.clone(), sd_rx.clone());
     let registry = Arc::new(pipelines::Pipelines::new(broker.clone()));
@@ -233,4 +236,40 @@ fn handlers_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Says loudly when the storage fault hook of debug builds is armed (tests only), and that
+/// release builds ignore it.
+fn warn_fault_injection() {
+    #[cfg(debug_assertions)]
+    if let Some(p) = eddy_storage::fault::control_file() {
+        tracing::warn!(
+            control_file = %p.display(),
+            "storage fault injection is enabled (EDDY_FAULT_FILE, a test hook of debug builds)"
+        );
+    }
+    #[cfg(not(debug_assertions))]
+    if std::env::var_os("EDDY_FAULT_FILE").is_some() {
+        tracing::warn!("EDDY_FAULT_FILE is ignored: release builds have no fault injection");
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every connection and every open segment
+/// file is a descriptor, and many systems start processes at a soft limit of 1,024, far below
+/// `max.connections`. Warns when even the hard limit leaves too little room.
+fn raise_open_file_limit(max_connections: u64) {
+    /// Descriptors kept for log files, indexes and the rest besides connections.
+    const ROOM: u64 = 1024;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < max_connections.saturating_add(ROOM) => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below max.connections plus {ROOM} for log files: beyond \
+             about {} connections, accepting fails (raise the hard limit, `ulimit -Hn`, or \
+             lower max.connections)",
+            limit.saturating_sub(ROOM)
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }

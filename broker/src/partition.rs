@@ -406,11 +406,11 @@ async fn reopen(
     reader: &RwLock<LogReader>,
     end_tx: &watch::Sender<i64>,
 ) -> (PartitionLog, ProducerState) {
-    let log_dir = failed.dir().to_path_buf();
-    let config = failed.config().clone();
+    // Cuts what was appended after the last successful flush (see `PartitionLog::reopener`).
+    let reopen = failed.reopener();
     let state_dir = dir.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || {
-        let (log, report) = PartitionLog::open(&log_dir, config)?;
+        let (log, report) = reopen.open()?;
         let state = ProducerState::rebuild(&state_dir, &log.reader());
         Ok::<_, StorageError>((log, state, report))
     })

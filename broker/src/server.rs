@@ -5,6 +5,9 @@
 //! sensitive part at once (for Produce: queueing the appends) and returns a future for the
 //! response. A writer task awaits those futures in request order and writes the responses,
 //! so many requests can be in flight on one connection while answers leave in order.
+//! Produce futures run in their own task (they only wait for appends already queued), so a
+//! produce frees its request-budget reservation when it is done, not when the writer task
+//! reaches it; every other response is built only when the writer polls it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,12 +151,31 @@ async fn connection(
         };
         let pending: Pending = match codec::decode_request(frame.freeze()) {
             Ok(req) => {
+                let api = req.api;
                 let p = handlers::dispatch(broker.clone(), req, peer).await;
-                Box::pin(async move {
+                let done = async move {
                     let out = p.await;
                     drop(permits);
                     out
-                })
+                };
+                if api == ApiKey::Produce {
+                    // The batches are already queued on their partition writers; finish the
+                    // request (and free its reservation) as soon as they are appended, not
+                    // when the writer task reaches it: a client that does not read its
+                    // answers must not hold request budget for work that is done. The
+                    // answer waiting in the task is small.
+                    let task = tokio::spawn(done);
+                    Box::pin(async move {
+                        task.await.unwrap_or_else(|e| {
+                            tracing::error!(%peer, error = %e, "a produce request's task failed; the client will time out");
+                            None
+                        })
+                    })
+                } else {
+                    // Built only when the writer task reaches it: a Fetch reads the log then,
+                    // so a client that does not read holds one answer, not one per request.
+                    Box::pin(done)
+                }
             }
             Err(DecodeError::UnsupportedVersion {
                 api: ApiKey::ApiVersions,

@@ -75,6 +75,69 @@ impl StdIo {
 #[derive(Debug)]
 struct StdFile {
     file: File,
+    /// For the test-only fault hook ([`fault`]); absent from release builds.
+    #[cfg(debug_assertions)]
+    path: std::path::PathBuf,
+}
+
+/// A fault hook for end-to-end tests of the real `eddy` binary, where [`crate::sim::SimIo`]
+/// cannot be swapped in. It exists only in builds with debug assertions (what `cargo build`
+/// and `cargo test` produce, and what the e2e tests run); release builds do not contain it,
+/// so no environment variable can make a production broker fail its writes.
+///
+/// With `EDDY_FAULT_FILE=PATH` set, every `write_at` and `sync_data` of a [`StdIo`] file reads
+/// PATH (if it exists); each line `OP TEXT` (OP `write` or `fsync`) makes that operation fail
+/// with an I/O error on every file whose path contains TEXT, e.g. `fsync /topic-0/`, and a
+/// line `OP-hang TEXT` makes it wait (a stalled disk) until the line is gone. Removing the
+/// line (or the file) ends the fault. Reading the control file on each call is slow, and fine
+/// for tests.
+#[cfg(debug_assertions)]
+pub mod fault {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    /// The environment variable naming the control file.
+    pub const ENV: &str = "EDDY_FAULT_FILE";
+
+    /// The control file, if the hook is enabled.
+    pub fn control_file() -> Option<&'static Path> {
+        static CONTROL: OnceLock<Option<PathBuf>> = OnceLock::new();
+        CONTROL
+            .get_or_init(|| std::env::var_os(ENV).map(PathBuf::from))
+            .as_deref()
+    }
+
+    /// Waits while the control file asks `op` on `path` to hang, then fails if it asks for
+    /// it to fail.
+    pub(crate) fn check(op: &str, path: &Path) -> io::Result<()> {
+        let Some(ctl) = control_file() else {
+            return Ok(());
+        };
+        let path = path.to_string_lossy();
+        let hang = format!("{op}-hang");
+        loop {
+            let text = std::fs::read_to_string(ctl).unwrap_or_default();
+            let asks = |name: &str| {
+                text.lines().any(|line| {
+                    line.trim().split_once(' ').is_some_and(|(o, what)| {
+                        let what = what.trim();
+                        o == name && !what.is_empty() && path.contains(what)
+                    })
+                })
+            };
+            if asks(&hang) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            if asks(op) {
+                return Err(io::Error::other(format!(
+                    "injected {op} failure on {path} ({ENV})"
+                )));
+            }
+            return Ok(());
+        }
+    }
 }
 
 impl IoFile for StdFile {
@@ -87,12 +150,16 @@ impl IoFile for StdFile {
         }
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(debug_assertions)]
+        fault::check("write", &self.path)?;
         self.file.write_all_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
+        #[cfg(debug_assertions)]
+        fault::check("fsync", &self.path)?;
         self.file.sync_data()
     }
     fn len(&self) -> io::Result<u64> {
@@ -111,7 +178,11 @@ impl Io for StdIo {
             .create(mode == OpenMode::Create)
             .truncate(false)
             .open(path)?;
-        Ok(Arc::new(StdFile { file }))
+        Ok(Arc::new(StdFile {
+            file,
+            #[cfg(debug_assertions)]
+            path: path.to_path_buf(),
+        }))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)

@@ -36,8 +36,11 @@ mod timeindex;
 pub use compaction::{CompactedSegments, CompactionPlan, CompactionReport};
 pub use config::LogConfig;
 pub use error::StorageError;
+/// Test-only fault injection for the real binary; absent from release builds.
+#[cfg(debug_assertions)]
+pub use io::fault;
 pub use io::{Io, IoFile, OpenMode, StdIo};
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, PartitionLog, Reopen};
 pub use mmap::MappedFile;
 pub use reader::{LogReader, ReadResult};
 pub use recovery::{RecoveryReport, RemovedSegment, Truncation};

@@ -109,8 +109,28 @@ pub struct PartitionLog {
     pub(crate) active_synced_pos: u64,
     /// The first write/fsync failure; once set, every mutation fails until reopened.
     pub(crate) failed: Option<String>,
+    /// Log end offset as of the last successful flush (or open): everything below it is on
+    /// disk. After a failure, [`PartitionLog::reopener`] trusts nothing at or past it.
+    pub(crate) durable_end: i64,
     /// Whether a compaction is outstanding and what the last one left clean.
     pub(crate) compaction: crate::compaction::CompactionState,
+}
+
+/// Opens a [`PartitionLog`] again from its files: see [`PartitionLog::reopener`].
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    dir: PathBuf,
+    config: LogConfig,
+    io: Arc<dyn Io>,
+    /// Set after a failure: recovery cuts the log here.
+    durable_end: Option<i64>,
+}
+
+impl Reopen {
+    /// Recovers and opens the log (blocking file work).
+    pub fn open(self) -> Result<(PartitionLog, RecoveryReport)> {
+        recovery::open(&self.dir, self.config, self.io, self.durable_end)
+    }
 }
 
 impl PartitionLog {
@@ -125,7 +145,30 @@ impl PartitionLog {
         config: LogConfig,
         io: Arc<dyn Io>,
     ) -> Result<(PartitionLog, RecoveryReport)> {
-        recovery::open(dir, config, io)
+        recovery::open(dir, config, io, None)
+    }
+
+    /// What it takes to open this log again from its files, e.g. once the disk works after a
+    /// failure latched it (run [`Reopen::open`] off the async reactor: it is recovery).
+    ///
+    /// After a failure, batches appended since the last successful flush are cut, even if
+    /// they read back fine: after a failed fsync the kernel may have marked the unwritten
+    /// pages clean, so they read back from the page cache now and are lost (or garbage) after
+    /// the next power cut. Trusting them would put every later acknowledged batch behind a
+    /// hole that recovery would truncate at. They were never acknowledged as durable (acks=1
+    /// answers before the fsync, so such records can go, as with any failure before a flush).
+    pub fn reopener(&self) -> Reopen {
+        Reopen {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            io: Arc::clone(&self.io),
+            durable_end: self.failed.is_some().then_some(self.durable_end),
+        }
+    }
+
+    /// Log end offset as of the last successful flush: every batch below it is durable.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end
     }
 
     /// Appends one complete v2 record batch (already validated by the caller). Rolls first if
@@ -276,6 +319,7 @@ impl PartitionLog {
     }
 
     fn flush_inner(&mut self) -> Result<()> {
+        let end = self.active.next_offset;
         let seg = &self.active.seg;
         if self.active.pos != self.active_synced_pos {
             seg.log
@@ -295,6 +339,7 @@ impl PartitionLog {
                 .map_err(|e| StorageError::io("fsync directory", &self.dir, e))?;
             self.dir_dirty = false;
         }
+        self.durable_end = end;
         if rolled {
             // Every segment before the active one is now durable, indexes included: recovery
             // may trust them.

@@ -212,6 +212,9 @@ struct Ctx<'a> {
     io: &'a dyn Io,
     dir: &'a Path,
     config: &'a LogConfig,
+    /// After a disk failure: the end of what the last successful flush made durable. Batches
+    /// at or past it are cut (see `PartitionLog::reopener`).
+    durable_end: Option<i64>,
 }
 
 impl Ctx<'_> {
@@ -405,6 +408,15 @@ fn validate(
             Step::End => break None,
             Step::Invalid { pos, reason } => break Some((pos, reason)),
             Step::Batch(b) => {
+                if let Some(d) = cx.durable_end.filter(|d| b.last_offset >= *d) {
+                    break Some((
+                        b.pos,
+                        format!(
+                            "the batch was written after the last successful flush (offset \
+                             {d}) before a disk failure, so it may never reach the disk"
+                        ),
+                    ));
+                }
                 if !offset_follows(b.base_offset, expected, !cx.config.compact) {
                     let offset = b.base_offset;
                     let reason = if cx.config.compact {
@@ -502,10 +514,13 @@ fn validate(
     })
 }
 
+/// Opens and recovers the log in `dir`. `durable_end` is set when reopening after a disk
+/// failure: nothing at or past it is kept.
 pub(crate) fn open(
     dir: &Path,
     config: LogConfig,
     io: Arc<dyn Io>,
+    durable_end: Option<i64>,
 ) -> Result<(PartitionLog, RecoveryReport)> {
     io.create_dir_all(dir)
         .map_err(|e| StorageError::io("create directory", dir, e))?;
@@ -513,6 +528,7 @@ pub(crate) fn open(
         io: &*io,
         dir,
         config: &config,
+        durable_end,
     };
     let mut report = RecoveryReport {
         dir: dir.to_path_buf(),
@@ -556,7 +572,9 @@ pub(crate) fn open(
             None
         }
     };
-    let clean = ckpt.is_some_and(|c| c.clean_shutdown);
+    // A clean-shutdown checkpoint cannot be left by a log that failed, but never trust one
+    // when cutting back to the durable end.
+    let clean = ckpt.is_some_and(|c| c.clean_shutdown) && durable_end.is_none();
     report.previous_shutdown_clean = clean;
     let recovery_point = ckpt.map_or(i64::MIN, |c| c.recovery_point);
     let ckpt_start = ckpt.map_or(0, |c| c.log_start_offset.max(0));
@@ -584,7 +602,9 @@ pub(crate) fn open(
         }
         let next_base = bases.get(i + 1).copied();
         let sealed = next_base.is_some();
-        let trusted = clean || next_base.is_some_and(|nb| nb <= recovery_point);
+        let trusted = clean
+            || next_base
+                .is_some_and(|nb| nb <= recovery_point && durable_end.is_none_or(|d| nb <= d));
         let seg = if trusted {
             match load_trusted(&cx, base, sealed)? {
                 Ok(seg) => {
@@ -670,6 +690,7 @@ pub(crate) fn open(
         dir_dirty: false,
         active_synced_pos: log_end_pos,
         failed: None,
+        durable_end: log_end,
         compaction: CompactionState::default(),
     };
     if !report.truncations.is_empty() || !report.segments_deleted.is_empty() {

@@ -375,10 +375,17 @@ impl<'a> Walker<'a> {
             info
         };
         if info.last_offset < info.base_offset {
-            return invalid(format!(
-                "the batch's last offset delta is negative ({})",
-                info.last_offset - info.base_offset
-            ));
+            // `last_offset` wraps on overflow, so this gives back the header's delta.
+            let delta = info.last_offset.wrapping_sub(info.base_offset);
+            return invalid(if delta < 0 {
+                format!("the batch's last offset delta is negative ({delta})")
+            } else {
+                format!(
+                    "the batch's offsets pass {}: base offset {} plus last offset delta {delta}",
+                    i64::MAX,
+                    info.base_offset
+                )
+            });
         }
         self.pos = pos + size as u64;
         Ok(Step::Batch(info))

@@ -333,6 +333,55 @@ fn a_failed_fsync_latches_the_log() {
     assert_eq!(read_everything(&log.reader(), 0), durable);
 }
 
+/// After a failed fsync the unflushed batches may read back fine (the kernel can keep pages
+/// it failed to write, marked clean) and still never reach the disk. Reopening must cut them,
+/// or acknowledged batches appended later would sit behind a hole after a power cut.
+#[test]
+fn reopening_after_a_failed_fsync_cuts_what_was_not_flushed() {
+    let io = SimIo::new();
+    let dir = Path::new("/data/t-reopen");
+    let (mut log, _) = PartitionLog::open_with_io(dir, small_config(), io.as_io()).expect("open");
+    // Enough to roll a few 2 KiB segments, so the cut can span segments.
+    let mut durable = fill(&mut log, 20, 100);
+    log.flush().expect("flush");
+    let durable_end = log.log_end_offset();
+    assert_eq!(log.durable_end_offset(), durable_end);
+    fill(&mut log, 30, 100);
+    io.fail_nth_sync(1);
+    log.flush().expect_err("injected fsync failure");
+    assert_eq!(log.durable_end_offset(), durable_end);
+    // No crash: the unflushed batches are still readable from the simulated page cache.
+    assert_eq!(read_everything(&log.reader(), 0).len(), 50);
+    let (mut reopened, report) = log.reopener().open().expect("reopen");
+    assert_eq!(reopened.log_end_offset(), durable_end, "{report}");
+    assert_eq!(read_everything(&reopened.reader(), 0), durable);
+    assert!(
+        report
+            .truncations
+            .iter()
+            .any(|t| t.reason.contains("last successful flush")),
+        "{report}"
+    );
+    // New writes continue from the durable end and survive a power cut.
+    let more = fill(&mut reopened, 5, 100);
+    reopened.flush().expect("flush after reopening");
+    durable.extend(more);
+    io.crash(CrashOptions::default());
+    let (log, _) = PartitionLog::open_with_io(dir, small_config(), io.as_io()).expect("open");
+    assert_eq!(read_everything(&log.reader(), 0), durable);
+}
+
+/// Reopening a log that did not fail keeps everything (only a failure limits what is kept).
+#[test]
+fn reopening_a_healthy_log_keeps_unflushed_batches() {
+    let io = SimIo::new();
+    let dir = Path::new("/data/t-reopen-ok");
+    let (mut log, _) = PartitionLog::open_with_io(dir, small_config(), io.as_io()).expect("open");
+    let all = fill(&mut log, 10, 100);
+    let (reopened, _) = log.reopener().open().expect("reopen");
+    assert_eq!(read_everything(&reopened.reader(), 0), all);
+}
+
 #[test]
 fn a_failed_write_latches_and_hides_the_batch() {
     let io = SimIo::new();

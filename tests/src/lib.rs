@@ -117,6 +117,8 @@ pub struct Broker {
     _tmp: Option<tempfile::TempDir>,
     log_path: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables for the broker process (e.g. a test hook).
+    env: Vec<(String, String)>,
     starts: u32,
 }
 
@@ -135,6 +137,15 @@ impl Broker {
     /// Like [`Broker::start_with`] with the data directory at `data` (e.g. on a small file
     /// system) instead of a fresh temporary one.
     pub fn start_in(data: Option<&Path>, args: &[&str]) -> Result<Broker> {
+        Self::start_full(data, args, &[])
+    }
+
+    /// Like [`Broker::start_with`] with extra environment variables for the broker process.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Broker> {
+        Self::start_full(None, args, env)
+    }
+
+    fn start_full(data: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Result<Broker> {
         let tmp = tempfile::Builder::new().prefix("eddy-e2e-").tempdir()?;
         let data = data.map_or_else(|| tmp.path().join("data"), Path::to_path_buf);
         let log_path = tmp.path().join("broker.log");
@@ -148,6 +159,10 @@ impl Broker {
             _tmp: Some(tmp),
             log_path,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             starts: 0,
         };
         b.spawn()?;
@@ -175,6 +190,7 @@ impl Broker {
             .arg(&self.data)
             .args(["--set", "group.initial.rebalance.delay.ms=0"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -244,6 +260,22 @@ impl Broker {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's resident set size in KiB from `/proc/PID/status`: (VmRSS now, VmHWM
+    /// peak since start).
+    pub fn rss_kib(&self) -> Result<(u64, u64)> {
+        let pid = self.pid().context("the broker is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("{name} in /proc/{pid}/status"))?;
+            Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 
     /// The broker's log (stdout and stderr) so far.

@@ -168,6 +168,20 @@ fn connections_beyond_max_connections_are_closed() -> Result<()> {
     if !broker.log().contains("max.connections reached") {
         bail!("no log line for the refused connection:\n{}", broker.log());
     }
+    // The first five are served all along.
+    let mut idle = idle;
+    for (i, s) in idle.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(&frame(&header(18, 0, 100 + i as i32)))?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)
+            .with_context(|| format!("ApiVersions on admitted connection {i}"))?;
+        let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+        s.read_exact(&mut resp)?;
+        if resp[0..4] != (100 + i as i32).to_be_bytes() {
+            bail!("admitted connection {i} got an answer to someone else");
+        }
+    }
     // Once one closes, a new connection is served again.
     drop(idle);
     std::thread::sleep(Duration::from_millis(300));

@@ -22,19 +22,6 @@ const PARTITIONS: i32 = 20;
 /// Records per second per producer.
 const RATE: u64 = 100;
 
-/// Resident set size of `pid` in KiB (current, peak).
-fn rss_kib(pid: u32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("{name} in /proc status"))?;
-        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
 #[test]
 fn soak_fifty_producers_and_fifty_consumers() -> Result<()> {
     let secs: u64 = std::env::var("EDDY_SOAK_SECS")
@@ -42,7 +29,6 @@ fn soak_fifty_producers_and_fifty_consumers() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let broker = Broker::start()?;
-    let pid = broker.pid().context("broker pid")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,7 +128,7 @@ fn soak_fifty_producers_and_fifty_consumers() -> Result<()> {
         let mut samples = Vec::new();
         while start.elapsed() < Duration::from_secs(secs) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            samples.push(rss_kib(pid)?.0);
+            samples.push(broker.rss_kib()?.0);
         }
         stop.store(true, Ordering::Relaxed);
         let mut lat = Vec::new();
@@ -163,7 +149,7 @@ fn soak_fifty_producers_and_fifty_consumers() -> Result<()> {
         let drained: u64 = reads.iter().map(|r| r.0).sum();
         lat.sort();
         let p99 = lat.get(lat.len() * 99 / 100).copied().unwrap_or_default();
-        let (rss, peak) = rss_kib(pid)?;
+        let (rss, peak) = broker.rss_kib()?;
         let produced = produced.load(Ordering::Relaxed);
         let errors = errors.load(Ordering::Relaxed);
         eprintln!(

@@ -120,10 +120,12 @@ async fn do_fetch(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fetch
             });
         }
     }
+    // The broker's cap bounds the memory one response takes, whatever the client asks for.
+    let cap = broker.config.long("fetch.max.bytes").max(1024) as usize;
     let max_total = if req.max_bytes <= 0 {
-        usize::MAX
+        cap
     } else {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(cap)
     };
     let min_bytes = req.min_bytes.max(0) as usize;
     let read_committed = req.isolation_level == 1;
