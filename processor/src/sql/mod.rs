@@ -34,10 +34,13 @@ mod eval;
 mod expr;
 mod format;
 mod functions;
+mod grouping;
 mod lex;
 mod ops;
 mod planner;
 mod types;
+mod typing;
+mod windows;
 
 use std::collections::BTreeMap;
 

@@ -21,20 +21,18 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Token};
 
-use crate::aggregate::AggSpec;
 use crate::plan::{Input, Pipeline, PipelineBuilder};
-use crate::window::{LatePolicy, WindowKind, WindowSpec};
+use crate::window::WindowKind;
 
-use super::agg::AggKind;
 use super::ddl::{key_fields, TableDef};
 use super::error::SqlError;
 use super::expr::{
-    self, coerce, contains_aggregate, func_name, interval_ms, plain_args, Arith, Compiler, Expr,
-    Num, Scope, ScopeCol, Typed,
+    coerce, contains_aggregate, func_name, plain_args, Compiler, Expr, Scope, ScopeCol, Typed,
 };
 use super::lex::{rewrite_table_args, Stmt, TABLE_ARG};
 use super::ops::{Decoder, OutCol, Stage, StageInput, StageSpec};
 use super::types::SqlType;
+use super::windows::tvf_window;
 use super::Catalog;
 
 /// A planned INSERT.
@@ -173,6 +171,10 @@ fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
                 )),
             })
         }
+        ast::TableFactor::MatchRecognize { .. } => Err(SqlError::span(
+            rel.span(),
+            "MATCH_RECOGNIZE is not supported yet",
+        )),
         ast::TableFactor::Derived { .. } => Err(SqlError::span(
             rel.span(),
             "subqueries in FROM are not supported yet",
@@ -185,186 +187,6 @@ fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
         )),
     }
 }
-
-fn interval_arg(e: &ast::Expr, what: &str, func: &str) -> Result<i64, SqlError> {
-    match e {
-        ast::Expr::Interval(i) => {
-            let ms = interval_ms(i, e.span())?;
-            if ms <= 0 {
-                return Err(SqlError::span(e.span(), format!("{func}: the {what} must be positive, not {e}")));
-            }
-            Ok(ms)
-        }
-        other => Err(SqlError::span(other.span(), format!("{func}: the {what} must be an INTERVAL literal such as INTERVAL '10' SECOND, not '{other}'"))),
-    }
-}
-
-/// Checks that `e` names the table's time attribute (`DESCRIPTOR(ts)` or, for legacy group
-/// windows, `ts`).
-fn time_attr(e: &ast::Expr, t: &TableDef, func: &str, descriptor: bool) -> Result<(), SqlError> {
-    let ident = match e {
-        ast::Expr::Function(f) if descriptor && func_name(f) == "DESCRIPTOR" => {
-            match plain_args(f)?.as_slice() {
-                [ast::Expr::Identifier(id)] => id.clone(),
-                _ => {
-                    return Err(SqlError::span(
-                        e.span(),
-                        format!("{func}: DESCRIPTOR takes one column name"),
-                    ))
-                }
-            }
-        }
-        ast::Expr::Identifier(id) if !descriptor => id.clone(),
-        ast::Expr::CompoundIdentifier(parts) if !descriptor && parts.len() == 2 => parts[1].clone(),
-        other => {
-            let want = if descriptor {
-                "DESCRIPTOR(<time column>)"
-            } else {
-                "the time column"
-            };
-            return Err(SqlError::span(
-                other.span(),
-                format!("{func}: expected {want}, not '{other}'"),
-            ));
-        }
-    };
-    match &t.watermark {
-        Some(w) if w.column == ident.value => Ok(()),
-        Some(w) => Err(SqlError::span(ident.span, format!("{func}: '{}' is not a time attribute of '{}'; its event time is '{}'", ident.value, t.name, w.column))),
-        None => Err(SqlError::span(ident.span, format!("{func}: '{}' is not a time attribute: declare WATERMARK FOR {} AS {} - INTERVAL '1' SECOND in table '{}'", ident.value, ident.value, ident.value, t.name))),
-    }
-}
-
-/// The window of a TVF.
-fn tvf_window(
-    name: &str,
-    args: &[ast::Expr],
-    keys: &[ast::Expr],
-    span: Span,
-    t: &TableDef,
-) -> Result<WindowKind, SqlError> {
-    let n = |want: usize, usage: &str| {
-        if args.len() == want {
-            Ok(())
-        } else {
-            Err(SqlError::span(
-                span,
-                format!("{name} takes {usage}; offsets are not supported"),
-            ))
-        }
-    };
-    if name != "SESSION" && !keys.is_empty() {
-        return Err(SqlError::span(
-            span,
-            format!("{name} does not take PARTITION BY"),
-        ));
-    }
-    let desc = args
-        .first()
-        .ok_or_else(|| SqlError::span(span, format!("{name} needs DESCRIPTOR(<time column>)")))?;
-    time_attr(desc, t, name, true)?;
-    let kind = match name {
-        "TUMBLE" => {
-            n(2, "(TABLE t, DESCRIPTOR(ts), size)")?;
-            WindowKind::Tumbling {
-                size: interval_arg(&args[1], "size", name)?,
-            }
-        }
-        "HOP" => {
-            n(3, "(TABLE t, DESCRIPTOR(ts), slide, size)")?;
-            WindowKind::Hopping {
-                slide: interval_arg(&args[1], "slide", name)?,
-                size: interval_arg(&args[2], "size", name)?,
-            }
-        }
-        "CUMULATE" => {
-            n(3, "(TABLE t, DESCRIPTOR(ts), step, size)")?;
-            WindowKind::Cumulating {
-                step: interval_arg(&args[1], "step", name)?,
-                size: interval_arg(&args[2], "size", name)?,
-            }
-        }
-        _ => {
-            n(2, "(TABLE t [PARTITION BY keys], DESCRIPTOR(ts), gap)")?;
-            WindowKind::Session {
-                gap: interval_arg(&args[1], "gap", name)?,
-            }
-        }
-    };
-    kind.validate().map_err(|e| {
-        SqlError::span(
-            span,
-            format!(
-                "{name}: {}",
-                e.to_string().trim_start_matches("invalid pipeline: ")
-            ),
-        )
-    })?;
-    Ok(kind)
-}
-
-/// A legacy group window in GROUP BY (`TUMBLE(ts, size)`, `HOP(ts, slide, size)`,
-/// `SESSION(ts, gap)`), with its name and its arguments as written (for matching the
-/// `*_START`/`*_END` functions).
-fn legacy_window(
-    f: &ast::Function,
-    t: &TableDef,
-) -> Result<Option<(String, WindowKind, Vec<String>)>, SqlError> {
-    let name = func_name(f);
-    if !matches!(name.as_str(), "TUMBLE" | "HOP" | "SESSION" | "CUMULATE") {
-        return Ok(None);
-    }
-    let span = f.span();
-    if name == "CUMULATE" {
-        return Err(SqlError::span(span, "GROUP BY CUMULATE(...) does not exist; use FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size))"));
-    }
-    let args = plain_args(f)?;
-    let ts = args
-        .first()
-        .ok_or_else(|| SqlError::span(span, format!("{name} needs the time column")))?;
-    time_attr(ts, t, &name, false)?;
-    let kind = match (name.as_str(), args.len()) {
-        ("TUMBLE", 2) => WindowKind::Tumbling {
-            size: interval_arg(args[1], "size", &name)?,
-        },
-        ("HOP", 3) => WindowKind::Hopping {
-            slide: interval_arg(args[1], "slide", &name)?,
-            size: interval_arg(args[2], "size", &name)?,
-        },
-        ("SESSION", 2) => WindowKind::Session {
-            gap: interval_arg(args[1], "gap", &name)?,
-        },
-        _ => {
-            return Err(SqlError::span(
-                span,
-                format!("GROUP BY {name}(...) has the wrong number of arguments"),
-            ))
-        }
-    };
-    kind.validate().map_err(|e| {
-        SqlError::span(
-            span,
-            format!(
-                "{name}: {}",
-                e.to_string().trim_start_matches("invalid pipeline: ")
-            ),
-        )
-    })?;
-    let texts = args.iter().skip(1).map(|a| a.to_string()).collect();
-    Ok(Some((name, kind, texts)))
-}
-
-/// A legacy group window's function name and its arguments after the time column, as
-/// written (`*_START`/`*_END` calls must repeat them).
-type LegacyWindow = (String, Vec<String>);
-
-/// A registered aggregate call.
-#[derive(Debug, Clone, PartialEq)]
-struct AggCall {
-    kind: AggKind,
-    arg: Option<Typed>,
-}
-
 /// Plans `stmt` (an INSERT) against the catalog with the session's SET options.
 pub(crate) fn plan_insert(
     stmt: &Stmt,
@@ -565,7 +387,8 @@ pub(crate) fn plan_insert(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
-        let (outputs, key) = sink_outputs(items, &sink_cols, sink, None)?;
+        let (outputs, key) = sink_outputs(items, &sink_cols, sink, None)
+            .map_err(|e| e.or_at(select.select_token.0.span.start))?;
         builder = builder.op(Stage::new(StageSpec {
             name: "sql_select",
             input: StageInput::Table(decoder),
@@ -578,7 +401,7 @@ pub(crate) fn plan_insert(
             dead_letter,
         }));
     } else {
-        builder = plan_aggregate(
+        builder = super::grouping::plan_aggregate(
             builder,
             select,
             &scope,
@@ -616,7 +439,7 @@ fn first_words(s: &ast::SetExpr) -> String {
         .join(" ")
 }
 
-fn iso(t: &TableDef) -> bool {
+pub(super) fn iso(t: &TableDef) -> bool {
     t.option("json.timestamp-format.standard")
         .or(t.option("value.json.timestamp-format.standard"))
         == Some("ISO-8601")
@@ -800,7 +623,7 @@ fn assignable(from: &SqlType, to: &SqlType) -> bool {
 /// Maps query columns onto the sink: outputs in sink order (unfilled columns NULL), the key.
 /// `group_refs`: for updating queries, the post-aggregation positions of the group keys (the
 /// record key defaults to the sink columns filled straight from them).
-fn sink_outputs(
+pub(super) fn sink_outputs(
     items: Vec<(String, Typed, Span)>,
     targets: &[usize],
     sink: &TableDef,
@@ -867,375 +690,4 @@ fn sink_outputs(
         }
     }
     Ok((outputs, key))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn plan_aggregate(
-    mut builder: PipelineBuilder,
-    select: &ast::Select,
-    scope: &Scope,
-    table: &TableDef,
-    width: usize,
-    tvf: Option<(WindowKind, Vec<ast::Expr>, Span)>,
-    decoder: Decoder,
-    filter: Option<Expr>,
-    dead_letter: Option<Arc<str>>,
-    sink: &TableDef,
-    sink_cols: &[usize],
-    qualifier: &str,
-) -> Result<PipelineBuilder, SqlError> {
-    let group_exprs: Vec<ast::Expr> = match &select.group_by {
-        ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
-        _ => return Err(SqlError::span(
-            select.select_token.0.span,
-            "GROUP BY ALL and GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS) are not supported",
-        )),
-    };
-    // Group keys (in the input scope), and the window.
-    let mut keys: Vec<Typed> = Vec::new();
-    let mut window: Option<(WindowKind, Option<LegacyWindow>)> =
-        tvf.as_ref().map(|(k, _, _)| (*k, None));
-    let (mut has_start, mut has_end) = (false, false);
-    for g in &group_exprs {
-        if let ast::Expr::Function(f) = g {
-            if let Some((name, kind, texts)) = legacy_window(f, table)? {
-                if window.is_some() {
-                    return Err(SqlError::span(
-                        g.span(),
-                        "only one window per GROUP BY is supported",
-                    ));
-                }
-                window = Some((kind, Some((name, texts))));
-                continue;
-            }
-        }
-        let t = Compiler::plain(scope).compile(g)?;
-        match t.e {
-            Expr::Col(i) if tvf.is_some() && i == width => has_start = true,
-            Expr::Col(i) if tvf.is_some() && i == width + 1 => has_end = true,
-            Expr::Col(i) if tvf.is_some() && i == width + 2 => {}
-            _ => {
-                if matches!(t.ty, SqlType::Array(_)) {
-                    return Err(SqlError::span(
-                        g.span(),
-                        format!("cannot GROUP BY '{g}' of type {}", t.ty),
-                    ));
-                }
-                if !keys.contains(&t) {
-                    keys.push(t);
-                }
-            }
-        }
-    }
-    if let Some((_, _, span)) = &tvf {
-        if !(has_start && has_end) {
-            return Err(SqlError::span(*span, "an aggregation over a window TVF must GROUP BY window_start, window_end (and any other keys)"));
-        }
-    }
-    if let Some((WindowKind::Session { .. }, partition, span)) = &tvf {
-        // Sessions are per group key in the engine: the partition keys must be the keys.
-        let parts: Vec<Typed> = partition
-            .iter()
-            .map(|p| Compiler::plain(scope).compile(p))
-            .collect::<Result<_, _>>()?;
-        let same = parts.len() == keys.len() && parts.iter().all(|p| keys.contains(p));
-        if !same {
-            return Err(SqlError::span(*span, "SESSION windows are supported when the GROUP BY keys (besides window_start, window_end) are exactly the PARTITION BY keys"));
-        }
-    }
-    let k = keys.len();
-    let (ws, we) = (k, k + 1);
-    let kind = window
-        .as_ref()
-        .map_or(WindowKind::Global, |(kind, _)| *kind);
-    let legacy = window.as_ref().and_then(|(_, l)| l.clone());
-    let windowed = window.is_some();
-
-    // Compile SELECT and HAVING over the post-aggregation row [g.., ws, we, r..].
-    let mut aggs: Vec<AggCall> = Vec::new();
-    let compile_post = |e: &ast::Expr, aggs: &mut Vec<AggCall>| -> Result<Typed, SqlError> {
-        let mut hook = |x: &ast::Expr| -> Result<Option<Typed>, SqlError> {
-            if let ast::Expr::Function(f) = x {
-                let name = func_name(f);
-                if expr::is_aggregate_name(&name) {
-                    let call = aggregate_call(f, scope)?;
-                    let ty = call
-                        .kind
-                        .result_type(call.arg.as_ref().map(|a| &a.ty))
-                        .map_err(|m| SqlError::span(x.span(), format!("{m}: '{x}'")))?;
-                    let j = match aggs.iter().position(|a| *a == call) {
-                        Some(j) => j,
-                        None => {
-                            aggs.push(call);
-                            aggs.len() - 1
-                        }
-                    };
-                    return Ok(Some(Typed::new(Expr::Col(k + 2 + j), ty)));
-                }
-                if let Some(aux) = window_aux(&name, f, &legacy, x.span())? {
-                    return Ok(Some(match aux {
-                        Aux::Start => Typed::new(Expr::Col(ws), SqlType::Timestamp(3)),
-                        Aux::End => Typed::new(Expr::Col(we), SqlType::Timestamp(3)),
-                        Aux::Rowtime => rowtime(we),
-                    }));
-                }
-            }
-            if contains_aggregate(x) {
-                return Ok(None);
-            }
-            let t = Compiler::plain(scope).compile(x)?;
-            if let Some(i) = keys.iter().position(|g| *g == t) {
-                return Ok(Some(Typed::new(Expr::Col(i), t.ty)));
-            }
-            match t.e {
-                Expr::Col(i) if tvf.is_some() && i == width => Ok(Some(Typed::new(Expr::Col(ws), t.ty))),
-                Expr::Col(i) if tvf.is_some() && i == width + 1 => Ok(Some(Typed::new(Expr::Col(we), t.ty))),
-                Expr::Col(i) if tvf.is_some() && i == width + 2 => Ok(Some(rowtime(we))),
-                Expr::Lit(_) => Ok(Some(t)),
-                Expr::Col(_) => Err(SqlError::span(
-                    x.span(),
-                    format!("column '{x}' is neither in GROUP BY nor inside an aggregate function; add it to GROUP BY or aggregate it (e.g. MAX({x}))"),
-                )),
-                _ => Ok(None),
-            }
-        };
-        let mut c = Compiler {
-            scope,
-            hook: Some(&mut hook),
-        };
-        c.compile(e)
-    };
-    let mut items = Vec::new();
-    for item in &select.projection {
-        let (name, e) = match item {
-            ast::SelectItem::UnnamedExpr(e) => (e.to_string(), e),
-            ast::SelectItem::ExprWithAlias { expr, alias } => (alias.value.clone(), expr),
-            other => {
-                return Err(SqlError::span(
-                    other.span(),
-                    format!("'{other}' is not supported in an aggregating query; list the columns"),
-                ))?
-            }
-        };
-        let t = compile_post(e, &mut aggs)?;
-        items.push((name, t, e.span()));
-    }
-    let having = match &select.having {
-        Some(h) => {
-            let t = compile_post(h, &mut aggs)?;
-            match t.ty {
-                SqlType::Boolean | SqlType::Null => Some(t.e),
-                other => {
-                    return Err(SqlError::span(
-                        h.span(),
-                        format!("HAVING needs a BOOLEAN condition, not {other}"),
-                    ))
-                }
-            }
-        }
-        None => None,
-    };
-    if aggs.is_empty() {
-        // GROUP BY without aggregates (a distinct projection): count to drive the operator.
-        aggs.push(AggCall {
-            kind: AggKind::Count,
-            arg: None,
-        });
-    }
-    let _ = qualifier;
-
-    // Stage 1: group keys and aggregate arguments.
-    let mut pre = Vec::new();
-    for (i, g) in keys.iter().enumerate() {
-        pre.push(OutCol {
-            name: Arc::from(format!("g{i}")),
-            expr: g.e.clone(),
-            encode: None,
-            in_value: true,
-        });
-    }
-    for (j, a) in aggs.iter().enumerate() {
-        if let Some(arg) = &a.arg {
-            pre.push(OutCol {
-                name: Arc::from(format!("a{j}")),
-                expr: arg.e.clone(),
-                encode: None,
-                in_value: true,
-            });
-        }
-    }
-    builder = builder.op(Stage::new(StageSpec {
-        name: "sql_prepare",
-        input: StageInput::Table(decoder),
-        filter,
-        windows: None,
-        outputs: pre,
-        key: Vec::new(),
-        skip_nulls: false,
-        iso_timestamps: false,
-        dead_letter,
-    }));
-    // Stage 2: the engine's aggregate.
-    let aggregates = aggs
-        .iter()
-        .enumerate()
-        .map(|(j, a)| {
-            let input = a.arg.as_ref().map(|_| format!("a{j}"));
-            AggSpec {
-                output: Arc::from(format!("r{j}")),
-                input,
-                func: a.kind.func(a.arg.as_ref().map(|x| &x.ty)),
-            }
-        })
-        .collect();
-    builder = builder.window(WindowSpec {
-        kind,
-        group_by: (0..k).map(|i| format!("g{i}")).collect(),
-        aggregates,
-        allowed_lateness: 0,
-        late: LatePolicy::Drop,
-    });
-    // Stage 3: HAVING and the SELECT list, encoded for the sink.
-    let (outputs, key) = sink_outputs(items, sink_cols, sink, (!windowed).then_some(k))?;
-    let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();
-    fields.push(Arc::from("window_start"));
-    fields.push(Arc::from("window_end"));
-    fields.extend((0..aggs.len()).map(|j| Arc::from(format!("r{j}"))));
-    builder = builder.op(Stage::new(StageSpec {
-        name: "sql_project",
-        input: StageInput::Fields(fields),
-        filter: having,
-        windows: None,
-        outputs,
-        key,
-        skip_nulls: sink.option("json.encode.ignore-null-fields") == Some("true"),
-        iso_timestamps: iso(sink),
-        dead_letter: None,
-    }));
-    Ok(builder)
-}
-
-/// `window_time` / `*_ROWTIME`: the window's last millisecond.
-fn rowtime(we: usize) -> Typed {
-    Typed::new(
-        Expr::Arith(
-            Arith::Sub,
-            Num::I64,
-            Box::new(Expr::Col(we)),
-            Box::new(Expr::Lit(crate::value::Value::Int(1))),
-        ),
-        SqlType::Timestamp(3),
-    )
-}
-
-enum Aux {
-    Start,
-    End,
-    Rowtime,
-}
-
-/// `TUMBLE_START(ts, size)` and friends: must match the GROUP BY window.
-fn window_aux(
-    name: &str,
-    f: &ast::Function,
-    legacy: &Option<LegacyWindow>,
-    span: Span,
-) -> Result<Option<Aux>, SqlError> {
-    let Some((prefix, suffix)) = name.split_once('_') else {
-        return Ok(None);
-    };
-    if !matches!(prefix, "TUMBLE" | "HOP" | "SESSION")
-        || !matches!(suffix, "START" | "END" | "ROWTIME" | "PROCTIME")
-    {
-        return Ok(None);
-    }
-    let Some((wname, texts)) = legacy else {
-        return Err(SqlError::span(
-            span,
-            format!("{name} needs GROUP BY {prefix}(<time column>, ...)"),
-        ));
-    };
-    let args = plain_args(f)?;
-    let same = wname == prefix
-        && args.len() == texts.len() + 1
-        && args
-            .iter()
-            .skip(1)
-            .map(|a| a.to_string())
-            .eq(texts.iter().cloned());
-    if !same {
-        return Err(SqlError::span(
-            span,
-            format!(
-                "{name}(...) does not match the GROUP BY window {wname}(..., {})",
-                texts.join(", ")
-            ),
-        ));
-    }
-    Ok(Some(match suffix {
-        "START" => Aux::Start,
-        "END" => Aux::End,
-        "ROWTIME" => Aux::Rowtime,
-        _ => {
-            return Err(SqlError::span(
-                span,
-                format!("{name}: processing time is not supported"),
-            ))
-        }
-    }))
-}
-
-/// An aggregate call: COUNT(*), COUNT([DISTINCT] x), SUM/MIN/MAX/AVG(x).
-fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError> {
-    let name = func_name(f);
-    let span = f.span();
-    if f.filter.is_some() {
-        return Err(SqlError::span(
-            span,
-            format!("{name}(...) FILTER (WHERE ...) is not supported yet"),
-        ));
-    }
-    let ast::FunctionArguments::List(list) = &f.args else {
-        return Err(SqlError::span(span, format!("{name} needs an argument")));
-    };
-    let distinct = matches!(
-        list.duplicate_treatment,
-        Some(ast::DuplicateTreatment::Distinct)
-    );
-    let kind = match (name.as_str(), distinct) {
-        ("COUNT", false) => AggKind::Count,
-        ("COUNT", true) => AggKind::CountDistinct,
-        ("SUM", false) => AggKind::Sum,
-        ("MIN", _) => AggKind::Min,
-        ("MAX", _) => AggKind::Max,
-        ("AVG", false) => AggKind::Avg,
-        (n, true) => {
-            return Err(SqlError::span(
-                span,
-                format!("{n}(DISTINCT ...) is not supported yet; COUNT(DISTINCT ...) is"),
-            ))
-        }
-        (n, _) => {
-            return Err(SqlError::span(
-                span,
-                format!("aggregate {n} is not supported"),
-            ))
-        }
-    };
-    let arg = match list.args.as_slice() {
-        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard)] if kind == AggKind::Count => {
-            None
-        }
-        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] => {
-            if contains_aggregate(e) {
-                return Err(SqlError::span(
-                    e.span(),
-                    format!("aggregate calls cannot be nested: '{e}'"),
-                ));
-            }
-            Some(Compiler::plain(scope).compile(e)?)
-        }
-        _ => return Err(SqlError::span(span, format!("{name} takes one argument"))),
-    };
-    Ok(AggCall { kind, arg })
 }
