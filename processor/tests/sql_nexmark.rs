@@ -456,3 +456,64 @@ FROM bid WHERE NOT (bidder < 2003)",
     want.sort();
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q3_local_item_suggestion_joins_auctions_with_sellers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 43);
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("persons", 2).expect("topic");
+    host.create_topic("auctions", 3).expect("topic");
+    for p in 0..2 {
+        let rows: Vec<(i64, String)> = people
+            .iter()
+            .filter(|x| x.id % 2 == p as i64)
+            .map(|x| (x.date_time, person_json(x)))
+            .collect();
+        produce(&host, "persons", p, &rows);
+    }
+    for p in 0..3 {
+        let rows: Vec<(i64, String)> = auctions
+            .iter()
+            .filter(|a| a.id % 3 == p as i64)
+            .map(|a| (a.date_time, auction_json(a)))
+            .collect();
+        produce(&host, "auctions", p, &rows);
+    }
+    let host = std::sync::Arc::new(host);
+    let script = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO nexmark_q3
+SELECT
+    P.name, P.city, P.state, A.id
+FROM
+    auction AS A INNER JOIN person AS P on A.seller = P.id
+WHERE
+    A.category = 10 and (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA');",
+        sink(
+            "nexmark_q3",
+            "name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT",
+            "q3"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let by_id: BTreeMap<i64, &Person> = people.iter().map(|p| (p.id, p)).collect();
+    let mut want: Vec<String> = auctions
+        .iter()
+        .filter(|a| a.category == 10)
+        .filter_map(|a| by_id.get(&a.seller).map(|p| (a, p)))
+        .filter(|(_, p)| ["OR", "ID", "CA"].contains(&p.state.as_str()))
+        .map(|(a, p)| {
+            format!(
+                r#"{{"name":"{}","city":"{}","state":"{}","id":{}}}"#,
+                p.name, p.city, p.state, a.id
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(
+        want.len() > 20,
+        "the generator produces matches ({})",
+        want.len()
+    );
+    assert_eq!(sorted_values(&out), want);
+}

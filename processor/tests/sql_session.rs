@@ -132,7 +132,24 @@ fn unsupported_constructs_are_named_with_their_place() {
         33,
         "MATCH_RECOGNIZE is not supported yet",
     );
-    assert_err("INSERT INTO out_t\nSELECT b.auction, a.price FROM bid b JOIN bid a ON a.auction = b.auction", 2, 43, "JOIN is not supported yet");
+    assert_err(
+        "INSERT INTO out_t\nSELECT b.auction, a.price FROM bid b LEFT JOIN bid a ON a.auction = b.auction",
+        2,
+        48,
+        "LEFT JOIN is not supported yet",
+    );
+    assert_err(
+        "INSERT INTO out_t SELECT auction, a.price FROM bid b JOIN bid a ON a.auction = b.auction",
+        1,
+        26,
+        "column 'auction' is ambiguous; qualify it (b.auction or a.auction)",
+    );
+    assert_err(
+        "INSERT INTO out_t SELECT b.auction, a.price FROM bid b JOIN bid a ON a.price > b.price",
+        1,
+        70,
+        "a join needs an equality between columns of the two tables",
+    );
     assert_err(
         "INSERT INTO out_t SELECT auction, price FROM bid ORDER BY price",
         1,

@@ -132,6 +132,23 @@ impl Scope {
                 ));
             }
         }
+        let mut matching = self.cols.iter().filter(|c| {
+            c.name == name.value
+                && qual.is_none_or(|q| c.qualifier.as_deref() == Some(q.value.as_str()))
+        });
+        if let (Some(a), Some(b)) = (matching.next(), matching.next()) {
+            return Err(SqlError::span(
+                name.span,
+                format!(
+                    "column '{}' is ambiguous; qualify it ({}.{} or {}.{})",
+                    name.value,
+                    a.qualifier.as_deref().unwrap_or("?"),
+                    name.value,
+                    b.qualifier.as_deref().unwrap_or("?"),
+                    name.value
+                ),
+            ));
+        }
         let found = self.cols.iter().find(|c| {
             c.name == name.value
                 && qual.is_none_or(|q| c.qualifier.as_deref() == Some(q.value.as_str()))

@@ -16,7 +16,7 @@ use super::agg::AggKind;
 use super::ddl::TableDef;
 use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
-use super::ops::{Decoder, OutCol, Stage, StageInput, StageSpec};
+use super::ops::{OutCol, Stage, StageInput, StageSpec};
 use super::planner::{iso, sink_outputs};
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
@@ -33,15 +33,14 @@ pub(super) fn plan_aggregate(
     mut builder: PipelineBuilder,
     select: &ast::Select,
     scope: &Scope,
-    table: &TableDef,
+    table: Option<&TableDef>,
     width: usize,
     tvf: Option<(WindowKind, Vec<ast::Expr>, Span)>,
-    decoder: Decoder,
+    input: StageInput,
     filter: Option<Expr>,
     dead_letter: Option<Arc<str>>,
     sink: &TableDef,
     sink_cols: &[usize],
-    qualifier: &str,
 ) -> Result<PipelineBuilder, SqlError> {
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
@@ -57,7 +56,7 @@ pub(super) fn plan_aggregate(
     let (mut has_start, mut has_end) = (false, false);
     for g in &group_exprs {
         if let ast::Expr::Function(f) = g {
-            if let Some((name, kind, texts)) = legacy_window(f, table)? {
+            if let Some((name, kind, texts)) = legacy_window(f, table, g.span())? {
                 if window.is_some() {
                     return Err(SqlError::span(
                         g.span(),
@@ -201,7 +200,6 @@ pub(super) fn plan_aggregate(
             arg: None,
         });
     }
-    let _ = qualifier;
 
     // Stage 1: group keys and aggregate arguments.
     let mut pre = Vec::new();
@@ -225,7 +223,7 @@ pub(super) fn plan_aggregate(
     }
     builder = builder.op(Stage::new(StageSpec {
         name: "sql_prepare",
-        input: StageInput::Table(decoder),
+        input,
         filter,
         windows: None,
         outputs: pre,

@@ -32,7 +32,7 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    fn decode(&self, v: &Value) -> Option<Vec<Value>> {
+    pub(crate) fn decode(&self, v: &Value) -> Option<Vec<Value>> {
         if !matches!(v, Value::Object(_)) {
             return None;
         }
@@ -58,6 +58,8 @@ pub(crate) enum StageInput {
     Table(Decoder),
     /// Named fields of the incoming object, in this order.
     Fields(Vec<Arc<str>>),
+    /// The incoming value is the row (`Value::List`), as a join emits it.
+    Row,
 }
 
 /// One output field.
@@ -177,6 +179,10 @@ impl Operator for Stage {
                     }
                     return;
                 }
+            },
+            StageInput::Row => match event.value {
+                Value::List(ref r) => r.clone(),
+                _ => return,
             },
             StageInput::Fields(names) => names
                 .iter()

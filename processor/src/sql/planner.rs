@@ -51,8 +51,11 @@ pub(crate) fn tables_of(stmt: &Stmt) -> Result<Vec<String>, SqlError> {
     if let Some(q) = &ins.source {
         if let ast::SetExpr::Select(s) = &*q.body {
             for f in &s.from {
-                if let Ok(src) = source_of(&f.relation) {
-                    out.push(src.table.value.clone());
+                let joined = f.joins.iter().map(|j| &j.relation);
+                for rel in std::iter::once(&f.relation).chain(joined) {
+                    if let Ok(src) = source_of(rel) {
+                        out.push(src.table.value.clone());
+                    }
                 }
             }
         }
@@ -285,97 +288,31 @@ pub(crate) fn plan_insert(
             ))
         }
     };
-    if let Some(j) = from.joins.first() {
-        return Err(SqlError::span(
-            j.relation.span(),
-            "JOIN is not supported yet; only queries over one table are",
-        ));
-    }
-    let src = source_of(&from.relation)?;
-    let table = catalog.tables.get(&src.table.value).ok_or_else(|| {
-        SqlError::span(
-            src.table.span,
-            format!(
-                "table '{}' does not exist; known tables: {}",
-                src.table.value,
-                catalog.names()
-            ),
-        )
-    })?;
-    if table.is_upsert() {
-        return Err(SqlError::span(
-            src.table.span,
-            format!(
-                "reading the upsert-kafka table '{}' (a changelog) is not supported yet",
-                table.name
-            ),
-        ));
-    }
-    if table.topic() == sink.topic() {
-        return Err(SqlError::span(
+    let mut builder = apply_options(PipelineBuilder::new(name), options)?;
+    let (b, prep) = if from.joins.is_empty() {
+        single_source(
+            builder,
+            &from.relation,
+            select,
+            catalog,
+            sink,
             sink_span,
-            format!(
-                "table '{}' reads topic '{}', which the INSERT also writes",
-                table.name,
-                sink.topic()
-            ),
-        ));
-    }
-
-    // The input scope: the table's columns, then the TVF's window columns.
-    let qualifier = src.alias.clone().unwrap_or_else(|| table.name.clone());
-    let mut scope = table.scope(&qualifier);
-    let width = table.columns.len();
-    let mut tvf_kind = None;
-    if let Some((fname, args, keys, span)) = &src.tvf {
-        let kind = tvf_window(fname, args, keys, *span, table)?;
-        for (i, n) in ["window_start", "window_end", "window_time"]
-            .iter()
-            .enumerate()
-        {
-            scope.cols.push(ScopeCol {
-                name: n.to_string(),
-                qualifier: Some(qualifier.clone()),
-                ty: SqlType::Timestamp(3),
-                index: width + i,
-            });
-        }
-        tvf_kind = Some((kind, keys.clone(), *span));
-    }
-
-    let decoder = decoder_for(table).map_err(|e| e.or_at(at))?;
-    let filter = match &select.selection {
-        Some(w) => {
-            let c = Compiler::plain(&scope).condition(w)?;
-            if tvf_kind.is_some() && uses_cols_from(&c, width) && is_aggregating(select) {
-                return Err(SqlError::span(w.span(), "WHERE on window_start/window_end of an aggregated window TVF is not supported; use HAVING"));
-            }
-            Some(c)
-        }
-        None => None,
+            at,
+        )?
+    } else {
+        super::join_plan::plan_join(builder, from, select, catalog, sink, sink_span, options)?
     };
-
-    let mut builder = PipelineBuilder::new(name);
-    let mut input = Input::topic(table.topic());
-    if let Some(w) = &table.watermark {
-        input = input.event_time_field(&w.column);
-        builder = builder.watermark_delay(Duration::from_millis(w.delay_ms as u64));
-    }
-    if table.option("scan.startup.mode") == Some("latest-offset") {
-        input = input.from_latest();
-    }
-    builder = builder.source(input);
-    builder = apply_options(builder, options)?;
-    if table.option("scan.bounded.mode") == Some("latest-offset") {
-        builder = builder.bounded();
-    }
-    let dead_letter: Option<Arc<str>> = table
-        .option("dead-letter.topic")
-        .map(|_| Arc::from("dead-letter"));
-    if let Some(t) = table.option("dead-letter.topic") {
-        builder = builder.side_output("dead-letter", t);
-    }
-
+    builder = b;
+    let Prepared {
+        scope,
+        input,
+        filter,
+        dead_letter,
+        tvf: tvf_kind,
+        table,
+        width,
+        sources,
+    } = prep;
     let sink_cols = sink_targets(&ins, sink)?;
     if !is_aggregating(select) {
         // One stage: decode, filter, (windows), project.
@@ -391,7 +328,7 @@ pub(crate) fn plan_insert(
             .map_err(|e| e.or_at(select.select_token.0.span.start))?;
         builder = builder.op(Stage::new(StageSpec {
             name: "sql_select",
-            input: StageInput::Table(decoder),
+            input,
             filter,
             windows,
             outputs,
@@ -408,12 +345,11 @@ pub(crate) fn plan_insert(
             table,
             width,
             tvf_kind,
-            decoder,
+            input,
             filter,
             dead_letter,
             sink,
             &sink_cols,
-            &qualifier,
         )?;
     }
     let pipeline = builder.sink(sink.topic()).build().map_err(|e| {
@@ -427,7 +363,7 @@ pub(crate) fn plan_insert(
     Ok(Planned {
         pipeline,
         sink: sink.topic().to_string(),
-        sources: vec![table.topic().to_string()],
+        sources,
     })
 }
 
@@ -519,7 +455,7 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-fn decoder_for(t: &TableDef) -> Result<Decoder, SqlError> {
+pub(super) fn decoder_for(t: &TableDef) -> Result<Decoder, SqlError> {
     Ok(Decoder {
         fields: t
             .physical()
@@ -690,4 +626,148 @@ pub(super) fn sink_outputs(
         }
     }
     Ok((outputs, key))
+}
+
+/// What the stages after the sources work on: the scope, how a stage gets its row, the
+/// WHERE condition left for it, and the window TVF if any.
+pub(super) struct Prepared<'a> {
+    pub(super) scope: Scope,
+    pub(super) input: StageInput,
+    pub(super) filter: Option<Expr>,
+    pub(super) dead_letter: Option<Arc<str>>,
+    pub(super) tvf: Option<(WindowKind, Vec<ast::Expr>, Span)>,
+    /// The single source table (None after a join, whose output has no time attribute).
+    pub(super) table: Option<&'a TableDef>,
+    /// Row width before the TVF's window columns.
+    pub(super) width: usize,
+    pub(super) sources: Vec<String>,
+}
+
+/// Looks up a source table and checks it can be read.
+pub(super) fn source_table<'a>(
+    catalog: &'a Catalog,
+    id: &ast::Ident,
+    sink: &TableDef,
+    sink_span: Span,
+) -> Result<&'a TableDef, SqlError> {
+    let table = catalog.tables.get(&id.value).ok_or_else(|| {
+        SqlError::span(
+            id.span,
+            format!(
+                "table '{}' does not exist; known tables: {}",
+                id.value,
+                catalog.names()
+            ),
+        )
+    })?;
+    if table.is_upsert() {
+        return Err(SqlError::span(
+            id.span,
+            format!(
+                "reading the upsert-kafka table '{}' (a changelog) is not supported yet",
+                table.name
+            ),
+        ));
+    }
+    if table.topic() == sink.topic() {
+        return Err(SqlError::span(
+            sink_span,
+            format!(
+                "table '{}' reads topic '{}', which the INSERT also writes",
+                table.name,
+                sink.topic()
+            ),
+        ));
+    }
+    Ok(table)
+}
+
+/// The engine input for a table.
+pub(super) fn input_of(t: &TableDef) -> Input {
+    let mut input = Input::topic(t.topic());
+    if let Some(w) = &t.watermark {
+        input = input.event_time_field(&w.column);
+    }
+    if t.option("scan.startup.mode") == Some("latest-offset") {
+        input = input.from_latest();
+    }
+    input
+}
+
+pub(super) fn bounded(t: &TableDef) -> bool {
+    t.option("scan.bounded.mode") == Some("latest-offset")
+}
+
+fn single_source<'a>(
+    mut builder: PipelineBuilder,
+    relation: &ast::TableFactor,
+    select: &ast::Select,
+    catalog: &'a Catalog,
+    sink: &TableDef,
+    sink_span: Span,
+    at: sqlparser::tokenizer::Location,
+) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
+    let src = source_of(relation)?;
+    let table = source_table(catalog, &src.table, sink, sink_span)?;
+
+    // The input scope: the table's columns, then the TVF's window columns.
+    let qualifier = src.alias.clone().unwrap_or_else(|| table.name.clone());
+    let mut scope = table.scope(&qualifier);
+    let width = table.columns.len();
+    let mut tvf_kind = None;
+    if let Some((fname, args, keys, span)) = &src.tvf {
+        let kind = tvf_window(fname, args, keys, *span, table)?;
+        for (i, n) in ["window_start", "window_end", "window_time"]
+            .iter()
+            .enumerate()
+        {
+            scope.cols.push(ScopeCol {
+                name: n.to_string(),
+                qualifier: Some(qualifier.clone()),
+                ty: SqlType::Timestamp(3),
+                index: width + i,
+            });
+        }
+        tvf_kind = Some((kind, keys.clone(), *span));
+    }
+
+    let decoder = decoder_for(table).map_err(|e| e.or_at(at))?;
+    let filter = match &select.selection {
+        Some(w) => {
+            let c = Compiler::plain(&scope).condition(w)?;
+            if tvf_kind.is_some() && uses_cols_from(&c, width) && is_aggregating(select) {
+                return Err(SqlError::span(w.span(), "WHERE on window_start/window_end of an aggregated window TVF is not supported; use HAVING"));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+
+    if let Some(w) = &table.watermark {
+        builder = builder.watermark_delay(Duration::from_millis(w.delay_ms as u64));
+    }
+    builder = builder.source(input_of(table));
+    if bounded(table) {
+        builder = builder.bounded();
+    }
+    let dead_letter: Option<Arc<str>> = table
+        .option("dead-letter.topic")
+        .map(|_| Arc::from("dead-letter"));
+    if let Some(t) = table.option("dead-letter.topic") {
+        builder = builder.side_output("dead-letter", t);
+    }
+
+    Ok((
+        builder,
+        Prepared {
+            scope,
+            input: StageInput::Table(decoder),
+            filter,
+            dead_letter,
+            tvf: tvf_kind,
+            table: Some(table),
+            width,
+            sources: vec![table.topic().to_string()],
+        },
+    ))
 }

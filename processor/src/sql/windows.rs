@@ -139,13 +139,19 @@ pub(super) fn tvf_window(
 /// `*_START`/`*_END` functions).
 pub(super) fn legacy_window(
     f: &ast::Function,
-    t: &TableDef,
+    t: Option<&TableDef>,
+    span: Span,
 ) -> Result<Option<(String, WindowKind, Vec<String>)>, SqlError> {
     let name = func_name(f);
     if !matches!(name.as_str(), "TUMBLE" | "HOP" | "SESSION" | "CUMULATE") {
         return Ok(None);
     }
-    let span = f.span();
+    let Some(t) = t else {
+        return Err(SqlError::span(
+            span,
+            format!("GROUP BY {name}(...) after a regular join is not supported: a join's output has no time attribute (as in Flink)"),
+        ));
+    };
     if name == "CUMULATE" {
         return Err(SqlError::span(span, "GROUP BY CUMULATE(...) does not exist; use FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size))"));
     }

@@ -1,0 +1,151 @@
+//! Regular (unwindowed) inner equi-joins of two append-only tables, as Flink runs
+//! `FROM a [INNER] JOIN b ON a.k = b.k`: every row is kept per join key on its side, and each
+//! arriving row is emitted joined with every row of the other side under the same key. The
+//! output is append-only (an inner join of append-only inputs never retracts).
+//!
+//! State grows with the inputs unless `SET 'table.exec.state.ttl'` bounds it. Flink counts
+//! that TTL in processing time; here it counts in event time (rows older than the watermark
+//! minus the TTL are dropped), so a replay gives the same result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProcessorError;
+use crate::event::{Collector, Event};
+use crate::operator::Operator;
+use crate::value::Value;
+
+use super::eval::{eval, is_true};
+use super::expr::Expr;
+use super::ops::Decoder;
+
+/// One side of the join.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinSide {
+    pub(crate) decoder: Decoder,
+    /// Conditions on this side alone (pushed below the join: less state).
+    pub(crate) filter: Option<Expr>,
+    /// Key expressions over this side's row.
+    pub(crate) keys: Vec<Expr>,
+}
+
+/// Rows of both sides under one key: (event time, row).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Bucket {
+    left: Vec<(i64, Vec<Value>)>,
+    right: Vec<(i64, Vec<Value>)>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct JoinState {
+    /// Join key (JSON) → rows. Ordered, so purging and snapshots are deterministic.
+    buckets: BTreeMap<String, Bucket>,
+}
+
+/// The join operator; emits `Value::List(left row ++ right row)`.
+pub(crate) struct SqlJoin {
+    sides: [JoinSide; 2],
+    /// State TTL in milliseconds of event time.
+    ttl: Option<i64>,
+    state: JoinState,
+}
+
+impl fmt::Debug for SqlJoin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlJoin")
+            .field("keys", &self.sides[0].keys.len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl SqlJoin {
+    pub(crate) fn new(left: JoinSide, right: JoinSide, ttl: Option<i64>) -> SqlJoin {
+        SqlJoin {
+            sides: [left, right],
+            ttl,
+            state: JoinState::default(),
+        }
+    }
+}
+
+impl Operator for SqlJoin {
+    fn name(&self) -> &str {
+        "sql_join"
+    }
+
+    fn process(&mut self, event: Event, out: &mut Collector) {
+        let Some(side) = self.sides.get(event.input) else {
+            return;
+        };
+        let Some(row) = side.decoder.decode(&event.value) else {
+            tracing::warn!(
+                input = event.input,
+                "skipping a record whose JSON does not match the table's columns"
+            );
+            return;
+        };
+        if side.filter.as_ref().is_some_and(|f| !is_true(f, &row)) {
+            return;
+        }
+        let key: Vec<Value> = side.keys.iter().map(|k| eval(k, &row)).collect();
+        if key.iter().any(Value::is_null) {
+            return; // NULL never equals anything
+        }
+        let kjson = String::from_utf8_lossy(&Value::List(key).to_json()).into_owned();
+        let bucket = self.state.buckets.entry(kjson).or_default();
+        let left = event.input == 0;
+        let others = if left { &bucket.right } else { &bucket.left };
+        for (_, other) in others {
+            let joined: Vec<Value> = if left {
+                row.iter().chain(other.iter()).cloned().collect()
+            } else {
+                other.iter().chain(row.iter()).cloned().collect()
+            };
+            out.emit(Event {
+                key: None,
+                value: Value::List(joined),
+                timestamp: event.timestamp,
+                headers: Vec::new(),
+                input: event.input,
+            });
+        }
+        let mine = if left {
+            &mut bucket.left
+        } else {
+            &mut bucket.right
+        };
+        mine.push((event.timestamp, row));
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _out: &mut Collector) {
+        let Some(ttl) = self.ttl else { return };
+        let horizon = watermark.saturating_sub(ttl);
+        for b in self.state.buckets.values_mut() {
+            b.left.retain(|(ts, _)| *ts >= horizon);
+            b.right.retain(|(ts, _)| *ts >= horizon);
+        }
+        self.state
+            .buckets
+            .retain(|_, b| !b.left.is_empty() || !b.right.is_empty());
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, ProcessorError> {
+        serde_json::to_vec(&self.state)
+            .map(Some)
+            .map_err(|e| ProcessorError::State {
+                operator: "sql_join".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
+        self.state = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+            operator: "sql_join".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
