@@ -517,3 +517,64 @@ WHERE
     );
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwindowed_having_deletes_groups_it_drops_and_unchanged_groups_emit_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 47);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};
+CREATE TABLE low_max (auction BIGINT, max_price BIGINT, PRIMARY KEY (auction) NOT ENFORCED)
+WITH ('connector' = 'upsert-kafka', 'topic' = 'low-max', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO low_max SELECT auction, MAX(price) FROM bid GROUP BY auction HAVING MAX(price) < 19000"
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bids {
+        let m = max.entry(b.auction).or_insert(0);
+        *m = (*m).max(b.price);
+    }
+    let mut last: BTreeMap<i64, Option<i64>> = BTreeMap::new();
+    let mut per_key: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for r in &out {
+        let key = Value::from_json(r.key.as_deref().expect("keyed").as_bytes()).expect("json key");
+        let auction = key.get("auction").and_then(Value::as_i64).expect("auction");
+        let v = r.value.as_deref().map(|v| {
+            Value::from_json(v.as_bytes())
+                .expect("json")
+                .get("max_price")
+                .and_then(Value::as_i64)
+                .expect("max")
+        });
+        last.insert(auction, v);
+        per_key.entry(auction).or_default().push(v);
+    }
+    for (auction, m) in &max {
+        if *m < 19_000 {
+            assert_eq!(
+                last.get(auction),
+                Some(&Some(*m)),
+                "auction {auction}: its max"
+            );
+        } else {
+            assert!(
+                matches!(last.get(auction), None | Some(None)),
+                "auction {auction}: deleted or never shown"
+            );
+        }
+    }
+    assert!(
+        last.values().any(Option::is_none),
+        "some groups were deleted by a tombstone"
+    );
+    // MAX changes less often than rows arrive: unchanged results are not re-emitted.
+    for (auction, vs) in &per_key {
+        let shown: Vec<i64> = vs.iter().flatten().copied().collect();
+        assert!(
+            shown.windows(2).all(|w| w[0] < w[1]),
+            "auction {auction}: only changes are emitted: {vs:?}"
+        );
+    }
+    assert!(out.len() < bids.len());
+}

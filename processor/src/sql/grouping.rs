@@ -231,6 +231,7 @@ pub(super) fn plan_aggregate(
         skip_nulls: false,
         iso_timestamps: false,
         dead_letter,
+        upsert: None,
     }));
     // Stage 2: the engine's aggregate.
     let aggregates = aggs
@@ -269,6 +270,7 @@ pub(super) fn plan_aggregate(
         skip_nulls: sink.option("json.encode.ignore-null-fields") == Some("true"),
         iso_timestamps: iso(sink),
         dead_letter: None,
+        upsert: (!windowed).then_some(k),
     }));
     Ok(builder)
 }

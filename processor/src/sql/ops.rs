@@ -3,11 +3,13 @@
 //! optionally assigns windows (window TVFs without aggregation), and writes the next
 //! object: an internal one between operators, or the sink's JSON row with its record key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::error::ProcessorError;
 use crate::event::{Collector, Event};
 use crate::operator::Operator;
 use crate::value::Value;
@@ -91,11 +93,18 @@ pub(crate) struct StageSpec {
     pub(crate) iso_timestamps: bool,
     /// Side output for records that cannot be decoded.
     pub(crate) dead_letter: Option<Arc<str>>,
+    /// An updating (unwindowed GROUP BY) result: `Some(k)` with `k` group keys at the row's
+    /// start and the aggregate results after `window_start, window_end`.
+    pub(crate) upsert: Option<usize>,
 }
 
-/// A stateless SQL step.
+/// A SQL step; stateless except for an updating result, where it remembers per group what
+/// it last emitted: like Flink's group aggregate it emits nothing when a group's aggregates
+/// did not change, and a tombstone (delete) when HAVING drops a group it had emitted.
 pub(crate) struct Stage {
     spec: StageSpec,
+    /// Group (JSON) → (aggregates last seen (JSON), emitted and not deleted).
+    last: BTreeMap<String, (String, bool)>,
     scratch: Vec<(i64, i64)>,
     /// Records skipped because they did not decode (logged; for status once the engine
     /// counts operator rejects).
@@ -115,6 +124,7 @@ impl Stage {
     pub(crate) fn new(spec: StageSpec) -> Stage {
         Stage {
             spec,
+            last: BTreeMap::new(),
             scratch: Vec::new(),
             bad: 0,
         }
@@ -159,6 +169,31 @@ impl Stage {
     }
 }
 
+impl Stage {
+    fn upsert(&mut self, k: usize, row: &[Value], event: &Event, out: &mut Collector) {
+        let json = |vs: &[Value]| {
+            String::from_utf8_lossy(&Value::List(vs.to_vec()).to_json()).into_owned()
+        };
+        let group = json(&row[..k.min(row.len())]);
+        let aggs = json(row.get(k + 2..).unwrap_or(&[]));
+        let prev = self.last.get(&group);
+        if prev.is_some_and(|(a, _)| *a == aggs) {
+            return; // unchanged: Flink emits nothing
+        }
+        let was_emitted = prev.is_some_and(|(_, e)| *e);
+        let passes = self.spec.filter.as_ref().is_none_or(|f| is_true(f, row));
+        if passes {
+            let e = self.build(row, event);
+            out.emit(e);
+        } else if was_emitted {
+            let mut e = self.build(row, event);
+            e.value = Value::Null; // a tombstone deletes the key from the upsert topic
+            out.emit(e);
+        }
+        self.last.insert(group, (aggs, passes));
+    }
+}
+
 impl Operator for Stage {
     fn name(&self) -> &str {
         self.spec.name
@@ -189,6 +224,9 @@ impl Operator for Stage {
                 .map(|n| event.value.get(n).cloned().unwrap_or(Value::Null))
                 .collect(),
         };
+        if let Some(k) = self.spec.upsert {
+            return self.upsert(k, &row, &event, out);
+        }
         if let Some(f) = &self.spec.filter {
             if !is_true(f, &row) {
                 return;
@@ -214,5 +252,25 @@ impl Operator for Stage {
                 self.scratch = ws;
             }
         }
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, ProcessorError> {
+        if self.spec.upsert.is_none() {
+            return Ok(None);
+        }
+        serde_json::to_vec(&self.last)
+            .map(Some)
+            .map_err(|e| ProcessorError::State {
+                operator: self.spec.name.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
+        self.last = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+            operator: self.spec.name.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
     }
 }

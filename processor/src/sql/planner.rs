@@ -336,6 +336,7 @@ pub(crate) fn plan_insert(
             skip_nulls: sink.option("json.encode.ignore-null-fields") == Some("true"),
             iso_timestamps: iso(sink),
             dead_letter,
+            upsert: None,
         }));
     } else {
         builder = super::grouping::plan_aggregate(
