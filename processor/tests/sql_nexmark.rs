@@ -578,3 +578,77 @@ INSERT INTO low_max SELECT auction, MAX(price) FROM bid GROUP BY auction HAVING 
     }
     assert!(out.len() < bids.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_top_n_over_an_aggregation_and_over_a_tvf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 53);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO top_auctions
+SELECT window_start, window_end, auction, num, rownum FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC, auction ASC) AS rownum
+  FROM (
+    SELECT window_start, window_end, auction, COUNT(*) AS num
+    FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+    GROUP BY window_start, window_end, auction
+  )
+) WHERE rownum <= 3",
+        sink("top_auctions", "window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rownum BIGINT", "top")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
+    for b in &bids {
+        *counts
+            .entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_default()
+            .entry(b.auction)
+            .or_default() += 1;
+    }
+    let mut want = Vec::new();
+    for (start, per) in &counts {
+        let mut v: Vec<(i64, i64)> = per.iter().map(|(a, n)| (*a, *n)).collect();
+        v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+        for (rank, (a, n)) in v.iter().take(3).enumerate() {
+            want.push(format!(
+                r#"{{"window_start":"{}","window_end":"{}","auction":{a},"num":{n},"rownum":{}}}"#,
+                flink_ts(*start),
+                flink_ts(start + 10_000),
+                rank + 1
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    // Top-N straight over the window TVF: the two highest bids of each window.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO top_bids
+SELECT window_start, auction, price, rownum FROM (
+  SELECT auction, price, window_start, window_end,
+         ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC, auction) AS rownum
+  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+) WHERE rownum <= 2",
+        sink("top_bids", "window_start TIMESTAMP(3), auction BIGINT, price BIGINT, rownum BIGINT", "top-bids")
+    );
+    let out = run_sql(&host, &dir.path().join("second"), &script, 1).await;
+    let mut per: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for b in &bids {
+        per.entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_default()
+            .push((b.price, b.auction));
+    }
+    let mut want = Vec::new();
+    for (start, mut v) in per {
+        v.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        for (rank, (p, a)) in v.iter().take(2).enumerate() {
+            want.push(format!(
+                r#"{{"window_start":"{}","auction":{a},"price":{p},"rownum":{}}}"#,
+                flink_ts(start),
+                rank + 1
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}

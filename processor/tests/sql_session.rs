@@ -157,10 +157,10 @@ fn unsupported_constructs_are_named_with_their_place() {
         "ORDER BY is not supported",
     );
     assert_err(
-        "INSERT INTO out_t SELECT auction, price FROM (SELECT * FROM bid)",
+        "INSERT INTO out_t SELECT auction, price FROM bid UNION ALL SELECT auction, price FROM bid",
         1,
-        47,
-        "subqueries in FROM are not supported yet",
+        19,
+        "only a single SELECT is supported, not 'SELECT auction, price FROM'",
     );
     assert_err(
         "CREATE VIEW v AS SELECT * FROM bid",
@@ -169,6 +169,26 @@ fn unsupported_constructs_are_named_with_their_place() {
         "CREATE VIEW is not supported",
     );
     assert_err("SELECT * FROM bid", 1, 1, "a query needs a sink");
+}
+
+#[test]
+fn subqueries_plan_and_regular_top_n_is_refused() {
+    let mut s = session();
+    s.execute("INSERT INTO out_t SELECT a, p FROM (SELECT auction AS a, price * 2 AS p FROM bid WHERE price > 10) AS t WHERE t.p < 100")
+        .expect("a plain subquery plans");
+    let e = err("INSERT INTO out_t SELECT auction, price FROM (SELECT auction, price, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bid) WHERE rn <= 1");
+    assert!(e.message.contains("only window Top-N is supported"), "{e}");
+    let e = err("INSERT INTO out_t SELECT auction, n FROM (SELECT auction, COUNT(*) AS n FROM bid GROUP BY auction)");
+    assert!(
+        e.message
+            .contains("unwindowed GROUP BY inside a subquery is an updating result"),
+        "{e}"
+    );
+    let e = err("INSERT INTO out_t SELECT auction, num FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC) AS rownum FROM (SELECT window_start, window_end, auction, COUNT(*) AS num FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, auction))");
+    assert!(
+        e.message.contains("window Top-N needs WHERE rownum <= N"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::ddl::TableDef;
 use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
-use super::planner::{iso, sink_outputs};
+use super::planner::{iso, outputs_for, Cols, Target};
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
@@ -40,8 +40,8 @@ pub(super) fn plan_aggregate(
     filter: Option<Expr>,
     dead_letter: Option<Arc<str>>,
     sink: &TableDef,
-    sink_cols: &[usize],
-) -> Result<PipelineBuilder, SqlError> {
+    target: &Target<'_>,
+) -> Result<(PipelineBuilder, Cols), SqlError> {
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
         _ => return Err(SqlError::span(
@@ -232,6 +232,7 @@ pub(super) fn plan_aggregate(
         iso_timestamps: false,
         dead_letter,
         upsert: None,
+        as_row: false,
     }));
     // Stage 2: the engine's aggregate.
     let aggregates = aggs
@@ -254,7 +255,13 @@ pub(super) fn plan_aggregate(
         late: LatePolicy::Drop,
     });
     // Stage 3: HAVING and the SELECT list, encoded for the sink.
-    let (outputs, key) = sink_outputs(items, sink_cols, sink, (!windowed).then_some(k))
+    if !windowed && matches!(target, Target::Row) {
+        return Err(SqlError::span(
+            select.select_token.0.span,
+            "an unwindowed GROUP BY inside a subquery is an updating result, which outer queries cannot read yet; aggregate over a window or move the GROUP BY to the outermost query",
+        ));
+    }
+    let out = outputs_for(items, target, sink, (!windowed).then_some(k))
         .map_err(|e| e.or_at(select.select_token.0.span.start))?;
     let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();
     fields.push(Arc::from("window_start"));
@@ -265,14 +272,15 @@ pub(super) fn plan_aggregate(
         input: StageInput::Fields(fields),
         filter: having,
         windows: None,
-        outputs,
-        key,
-        skip_nulls: sink.option("json.encode.ignore-null-fields") == Some("true"),
-        iso_timestamps: iso(sink),
+        outputs: out.outputs,
+        key: out.key,
+        skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
+        iso_timestamps: out.to_sink && iso(sink),
         dead_letter: None,
         upsert: (!windowed).then_some(k),
+        as_row: !out.to_sink,
     }));
-    Ok(builder)
+    Ok((builder, out.cols))
 }
 
 /// An aggregate call: COUNT(*), COUNT([DISTINCT] x), SUM/MIN/MAX/AVG(x).

@@ -29,6 +29,7 @@
 
 mod agg;
 mod ddl;
+mod derived;
 mod error;
 mod eval;
 mod expr;
@@ -40,6 +41,7 @@ mod lex;
 mod ops;
 mod planner;
 mod regular_join;
+mod topn;
 mod types;
 mod typing;
 mod windows;

@@ -96,6 +96,8 @@ pub(crate) struct StageSpec {
     /// An updating (unwindowed GROUP BY) result: `Some(k)` with `k` group keys at the row's
     /// start and the aggregate results after `window_start, window_end`.
     pub(crate) upsert: Option<usize>,
+    /// Emit the outputs as a row (`Value::List`) for an outer query instead of an object.
+    pub(crate) as_row: bool,
 }
 
 /// A SQL step; stateless except for an updating result, where it remembers per group what
@@ -131,6 +133,21 @@ impl Stage {
     }
 
     fn build(&self, row: &[Value], event: &Event) -> Event {
+        if self.spec.as_row {
+            let values = self
+                .spec
+                .outputs
+                .iter()
+                .map(|o| eval(&o.expr, row))
+                .collect();
+            return Event {
+                key: None,
+                value: Value::List(values),
+                timestamp: event.timestamp,
+                headers: Vec::new(),
+                input: event.input,
+            };
+        }
         let mut fields = Vec::with_capacity(self.spec.outputs.len());
         let mut key_fields = Vec::new();
         for (i, o) in self.spec.outputs.iter().enumerate() {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sqlparser::ast::{self as ast, Spanned};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Span, Token};
+use sqlparser::tokenizer::{Location, Span, Token};
 
 use crate::plan::{Input, Pipeline, PipelineBuilder};
 use crate::window::WindowKind;
@@ -49,18 +49,26 @@ pub(crate) fn tables_of(stmt: &Stmt) -> Result<Vec<String>, SqlError> {
     let (sink, _) = sink_name(&ins)?;
     let mut out = vec![sink];
     if let Some(q) = &ins.source {
-        if let ast::SetExpr::Select(s) = &*q.body {
-            for f in &s.from {
-                let joined = f.joins.iter().map(|j| &j.relation);
-                for rel in std::iter::once(&f.relation).chain(joined) {
-                    if let Ok(src) = source_of(rel) {
-                        out.push(src.table.value.clone());
-                    }
-                }
+        tables_in(q, &mut out);
+    }
+    Ok(out)
+}
+
+/// Tables a query reads, subqueries and joins included.
+fn tables_in(q: &ast::Query, out: &mut Vec<String>) {
+    let ast::SetExpr::Select(s) = &*q.body else {
+        return;
+    };
+    for f in &s.from {
+        let joined = f.joins.iter().map(|j| &j.relation);
+        for rel in std::iter::once(&f.relation).chain(joined) {
+            if let ast::TableFactor::Derived { subquery, .. } = rel {
+                tables_in(subquery, out);
+            } else if let Ok(src) = source_of(rel) {
+                out.push(src.table.value.clone());
             }
         }
     }
-    Ok(out)
 }
 
 fn parse_insert(stmt: &Stmt) -> Result<ast::Insert, SqlError> {
@@ -178,10 +186,6 @@ fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
             rel.span(),
             "MATCH_RECOGNIZE is not supported yet",
         )),
-        ast::TableFactor::Derived { .. } => Err(SqlError::span(
-            rel.span(),
-            "subqueries in FROM are not supported yet",
-        )),
         other => Err(SqlError::span(
             other.span(),
             format!(
@@ -190,6 +194,25 @@ fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
         )),
     }
 }
+/// Where a query's rows go: the sink (its columns in query order), or on to an outer query
+/// as rows (`Value::List`).
+pub(super) enum Target<'a> {
+    Sink(&'a [usize]),
+    Row,
+}
+
+/// The names and types of the rows a subquery produces.
+pub(super) type Cols = Vec<(String, SqlType)>;
+
+/// What planning needs besides the query.
+pub(super) struct Ctx<'a> {
+    pub(super) catalog: &'a Catalog,
+    pub(super) sink: &'a TableDef,
+    pub(super) sink_span: Span,
+    pub(super) options: &'a BTreeMap<String, String>,
+    pub(super) at: Location,
+}
+
 /// Plans `stmt` (an INSERT) against the catalog with the session's SET options.
 pub(crate) fn plan_insert(
     stmt: &Stmt,
@@ -219,6 +242,39 @@ pub(crate) fn plan_insert(
         .source
         .as_deref()
         .ok_or_else(|| SqlError::at(at, "INSERT needs a SELECT query"))?;
+    let sink_cols = sink_targets(&ins, sink)?;
+    let ctx = Ctx {
+        catalog,
+        sink,
+        sink_span,
+        options,
+        at,
+    };
+    let builder = apply_options(PipelineBuilder::new(name), options)?;
+    let (builder, _, sources) = plan_query(builder, q, &ctx, Target::Sink(&sink_cols))?;
+    let pipeline = builder.sink(sink.topic()).build().map_err(|e| {
+        SqlError::at(
+            at,
+            e.to_string()
+                .trim_start_matches("invalid pipeline: ")
+                .to_string(),
+        )
+    })?;
+    Ok(Planned {
+        pipeline,
+        sink: sink.topic().to_string(),
+        sources,
+    })
+}
+
+/// Plans a query (a single SELECT) whose rows go to `target`.
+pub(super) fn plan_query(
+    builder: PipelineBuilder,
+    q: &ast::Query,
+    ctx: &Ctx<'_>,
+    target: Target<'_>,
+) -> Result<(PipelineBuilder, Cols, Vec<String>), SqlError> {
+    let at = ctx.at;
     if q.with.is_some() {
         return Err(SqlError::at(
             at,
@@ -255,6 +311,17 @@ pub(crate) fn plan_insert(
             ))
         }
     };
+    plan_select(builder, select, ctx, target)
+}
+
+/// Plans one SELECT whose rows go to `target`.
+pub(super) fn plan_select(
+    builder: PipelineBuilder,
+    select: &ast::Select,
+    ctx: &Ctx<'_>,
+    target: Target<'_>,
+) -> Result<(PipelineBuilder, Cols, Vec<String>), SqlError> {
+    let at = ctx.at;
     if let Some(d) = &select.distinct {
         return Err(SqlError::span(
             select.select_token.0.span,
@@ -264,7 +331,7 @@ pub(crate) fn plan_insert(
     if let Some(qual) = &select.qualify {
         return Err(SqlError::span(
             qual.span(),
-            "QUALIFY (Top-N) is not supported yet",
+            "QUALIFY is not supported; filter ROW_NUMBER() in an outer query (window Top-N)",
         ));
     }
     if !select.named_window.is_empty() {
@@ -288,21 +355,32 @@ pub(crate) fn plan_insert(
             ))
         }
     };
-    let mut builder = apply_options(PipelineBuilder::new(name), options)?;
-    let (b, prep) = if from.joins.is_empty() {
+    let (mut builder, prep) = if !from.joins.is_empty() {
+        super::join_plan::plan_join(
+            builder,
+            from,
+            select,
+            ctx.catalog,
+            ctx.sink,
+            ctx.sink_span,
+            ctx.options,
+        )?
+    } else if let ast::TableFactor::Derived {
+        subquery, alias, ..
+    } = &from.relation
+    {
+        super::derived::plan_derived(builder, subquery, alias.as_ref(), select, ctx)?
+    } else {
         single_source(
             builder,
             &from.relation,
             select,
-            catalog,
-            sink,
-            sink_span,
+            ctx.catalog,
+            ctx.sink,
+            ctx.sink_span,
             at,
         )?
-    } else {
-        super::join_plan::plan_join(builder, from, select, catalog, sink, sink_span, options)?
     };
-    builder = b;
     let Prepared {
         scope,
         input,
@@ -313,7 +391,8 @@ pub(crate) fn plan_insert(
         width,
         sources,
     } = prep;
-    let sink_cols = sink_targets(&ins, sink)?;
+    let sink = ctx.sink;
+    let cols;
     if !is_aggregating(select) {
         // One stage: decode, filter, (windows), project.
         let mut windows = None;
@@ -324,22 +403,25 @@ pub(crate) fn plan_insert(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
-        let (outputs, key) = sink_outputs(items, &sink_cols, sink, None)
+        let out = outputs_for(items, &target, sink, None)
             .map_err(|e| e.or_at(select.select_token.0.span.start))?;
+        cols = out.cols;
         builder = builder.op(Stage::new(StageSpec {
             name: "sql_select",
             input,
             filter,
             windows,
-            outputs,
-            key,
-            skip_nulls: sink.option("json.encode.ignore-null-fields") == Some("true"),
-            iso_timestamps: iso(sink),
+            outputs: out.outputs,
+            key: out.key,
+            skip_nulls: out.to_sink
+                && sink.option("json.encode.ignore-null-fields") == Some("true"),
+            iso_timestamps: out.to_sink && iso(sink),
             dead_letter,
             upsert: None,
+            as_row: !out.to_sink,
         }));
     } else {
-        builder = super::grouping::plan_aggregate(
+        let (b, c) = super::grouping::plan_aggregate(
             builder,
             select,
             &scope,
@@ -350,22 +432,62 @@ pub(crate) fn plan_insert(
             filter,
             dead_letter,
             sink,
-            &sink_cols,
+            &target,
         )?;
+        builder = b;
+        cols = c;
     }
-    let pipeline = builder.sink(sink.topic()).build().map_err(|e| {
-        SqlError::at(
-            at,
-            e.to_string()
-                .trim_start_matches("invalid pipeline: ")
-                .to_string(),
-        )
-    })?;
-    Ok(Planned {
-        pipeline,
-        sink: sink.topic().to_string(),
-        sources,
-    })
+    Ok((builder, cols, sources))
+}
+
+/// The last stage's outputs for a target.
+pub(super) struct Outputs {
+    pub(super) outputs: Vec<OutCol>,
+    pub(super) key: Vec<usize>,
+    /// Names and types (for a Row target).
+    pub(super) cols: Cols,
+    pub(super) to_sink: bool,
+}
+
+/// Maps the SELECT list onto the target.
+pub(super) fn outputs_for(
+    items: Vec<(String, Typed, Span)>,
+    target: &Target<'_>,
+    sink: &TableDef,
+    group_refs: Option<usize>,
+) -> Result<Outputs, SqlError> {
+    match target {
+        Target::Sink(cols) => {
+            let (outputs, key) = sink_outputs(items, cols, sink, group_refs)?;
+            Ok(Outputs {
+                outputs,
+                key,
+                cols: Vec::new(),
+                to_sink: true,
+            })
+        }
+        Target::Row => {
+            let cols = items
+                .iter()
+                .map(|(n, t, _)| (n.clone(), t.ty.clone()))
+                .collect();
+            let outputs = items
+                .into_iter()
+                .map(|(n, t, _)| OutCol {
+                    name: Arc::from(n.as_str()),
+                    expr: t.e,
+                    encode: None,
+                    in_value: true,
+                })
+                .collect();
+            Ok(Outputs {
+                outputs,
+                key: Vec::new(),
+                cols,
+                to_sink: false,
+            })
+        }
+    }
 }
 
 fn first_words(s: &ast::SetExpr) -> String {

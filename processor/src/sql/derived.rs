@@ -1,0 +1,218 @@
+//! Subqueries in FROM: the inner query's rows (`Value::List`) feed the outer query. The one
+//! stateful shape recognized here is Flink's window Top-N:
+//!
+//! ```sql
+//! SELECT * FROM (
+//!   SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum
+//!   FROM <a windowed aggregation, or a window TVF>
+//! ) WHERE rownum <= 3
+//! ```
+
+use sqlparser::ast::{self as ast, Spanned};
+
+use crate::plan::PipelineBuilder;
+
+use super::error::SqlError;
+use super::expr::{func_name, Compiler, Expr, Scope, ScopeCol};
+use super::ops::StageInput;
+use super::planner::{plan_query, plan_select, Cols, Ctx, Prepared, Target};
+use super::topn::{TopN, TopNSpec};
+use super::types::SqlType;
+
+fn scope_of(cols: &Cols, qualifier: Option<&str>) -> Scope {
+    Scope {
+        cols: cols
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t))| ScopeCol {
+                name: n.clone(),
+                qualifier: qualifier.map(str::to_string),
+                ty: t.clone(),
+                index: i,
+            })
+            .collect(),
+    }
+}
+
+/// `ROW_NUMBER() OVER (...) [AS name]` in a SELECT list: (position, the call, its name).
+fn row_number(select: &ast::Select) -> Option<(usize, &ast::Function, String)> {
+    select.projection.iter().enumerate().find_map(|(i, item)| {
+        let (e, name) = match item {
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            ast::SelectItem::UnnamedExpr(e) => (e, e.to_string()),
+            _ => return None,
+        };
+        match e {
+            ast::Expr::Function(f) if func_name(f) == "ROW_NUMBER" && f.over.is_some() => {
+                Some((i, f, name))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Top-level AND conjuncts of a WHERE.
+fn conjuncts<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Expr>) {
+    match e {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        ast::Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// `rownum <= N`, `rownum < N`, `rownum = 1` (or mirrored): N.
+fn rank_limit(e: &ast::Expr, rn: &str) -> Option<usize> {
+    let ast::Expr::BinaryOp { left, op, right } = e else {
+        return None;
+    };
+    let is_rn = |x: &ast::Expr| match x {
+        ast::Expr::Identifier(i) => i.value == rn,
+        ast::Expr::CompoundIdentifier(p) => p.last().is_some_and(|i| i.value == rn),
+        _ => false,
+    };
+    let num = |x: &ast::Expr| match x {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse::<usize>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    use ast::BinaryOperator as B;
+    match (is_rn(left), op, is_rn(right)) {
+        (true, B::LtEq, false) => num(right),
+        (true, B::Lt, false) => num(right).map(|n| n.saturating_sub(1)),
+        (true, B::Eq, false) => num(right).filter(|n| *n == 1),
+        (false, B::GtEq, true) => num(left),
+        (false, B::Gt, true) => num(left).map(|n| n.saturating_sub(1)),
+        _ => None,
+    }
+}
+
+/// Plans `FROM (subquery) [alias]` for the outer `select`.
+pub(super) fn plan_derived<'a>(
+    builder: PipelineBuilder,
+    sub: &ast::Query,
+    alias: Option<&ast::TableAlias>,
+    outer: &ast::Select,
+    ctx: &Ctx<'a>,
+) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
+    let qualifier = alias.map(|a| a.name.value.as_str());
+    let inner = match &*sub.body {
+        ast::SetExpr::Select(s) => Some(s),
+        _ => None,
+    };
+    let Some((pos, f, rn)) = inner.and_then(|s| row_number(s)) else {
+        // A plain subquery: its rows, the outer WHERE over them.
+        let (builder, cols, sources) = plan_query(builder, sub, ctx, Target::Row)?;
+        let scope = scope_of(&cols, qualifier);
+        let filter = outer
+            .selection
+            .as_ref()
+            .map(|w| Compiler::plain(&scope).condition(w))
+            .transpose()?;
+        return Ok((builder, prepared(scope, filter, cols.len(), sources)));
+    };
+    let inner = inner.expect("row_number found an inner SELECT");
+    if sub.order_by.is_some() || sub.limit_clause.is_some() || sub.with.is_some() {
+        return Err(SqlError::span(
+            f.span(),
+            "the Top-N subquery must not have WITH, ORDER BY or LIMIT",
+        ));
+    }
+    let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
+        return Err(SqlError::span(
+            f.span(),
+            "ROW_NUMBER needs OVER (PARTITION BY window_start, window_end ORDER BY ...)",
+        ));
+    };
+    // The rows to rank: the subquery without its ROW_NUMBER column.
+    let mut middle = (**inner).clone();
+    middle.projection.remove(pos);
+    let (mut builder, cols, sources) = plan_select(builder, &middle, ctx, Target::Row)?;
+    let scope = scope_of(&cols, None);
+    let mut partition = Vec::new();
+    let (mut has_start, mut has_end) = (false, false);
+    let col = |name: &str| {
+        cols.iter()
+            .position(|(n, t)| n == name && matches!(t, SqlType::Timestamp(_)))
+    };
+    for p in &spec.partition_by {
+        let t = Compiler::plain(&scope).compile(p)?;
+        has_start |= col("window_start").is_some_and(|i| t.e == Expr::Col(i));
+        has_end |= col("window_end").is_some_and(|i| t.e == Expr::Col(i));
+        partition.push(t.e);
+    }
+    let (true, true, Some(window_end)) = (has_start, has_end, col("window_end")) else {
+        return Err(SqlError::span(
+            f.span(),
+            "only window Top-N is supported: select window_start and window_end in the subquery and PARTITION BY window_start, window_end (regular Top-N would be an updating result)",
+        ));
+    };
+    if spec.order_by.is_empty() || spec.window_frame.is_some() {
+        return Err(SqlError::span(
+            f.span(),
+            "ROW_NUMBER() OVER needs ORDER BY and no window frame",
+        ));
+    }
+    let mut order = Vec::new();
+    for o in &spec.order_by {
+        let t = Compiler::plain(&scope).compile(&o.expr)?;
+        let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+        order.push((t.e, desc));
+    }
+    // The outer WHERE must limit the rank.
+    let mut conds = Vec::new();
+    if let Some(w) = &outer.selection {
+        conjuncts(w, &mut conds);
+    }
+    let Some(limit_at) = conds.iter().position(|c| rank_limit(c, &rn).is_some()) else {
+        return Err(SqlError::span(
+            outer.select_token.0.span,
+            format!("window Top-N needs WHERE {rn} <= N in the outer query"),
+        ));
+    };
+    let n = rank_limit(conds.remove(limit_at), &rn).unwrap_or(0);
+    builder = builder.op(TopN::new(TopNSpec {
+        window_end,
+        partition,
+        order,
+        n,
+    }));
+    let mut out_cols = cols;
+    out_cols.push((rn, SqlType::BigInt));
+    let scope = scope_of(&out_cols, qualifier);
+    let mut filter: Option<Expr> = None;
+    for c in conds {
+        let e = Compiler::plain(&scope).condition(c)?;
+        filter = Some(match filter {
+            Some(f) => Expr::And(Box::new(f), Box::new(e)),
+            None => e,
+        });
+    }
+    Ok((builder, prepared(scope, filter, out_cols.len(), sources)))
+}
+
+fn prepared<'a>(
+    scope: Scope,
+    filter: Option<Expr>,
+    width: usize,
+    sources: Vec<String>,
+) -> Prepared<'a> {
+    Prepared {
+        scope,
+        input: StageInput::Row,
+        filter,
+        dead_letter: None,
+        tvf: None,
+        table: None,
+        width,
+        sources,
+    }
+}

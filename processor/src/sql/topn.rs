@@ -1,0 +1,153 @@
+//! Window Top-N (Flink's `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ...
+//! ORDER BY ...)` filtered by `rownum <= N`): rows of a window are buffered per partition
+//! until the watermark passes the window's end, then the first N by the order are emitted
+//! with their rank. Each window's ranking is emitted once (no updates), as in Flink.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProcessorError;
+use crate::event::{Collector, Event};
+use crate::operator::Operator;
+use crate::value::Value;
+
+use super::eval::eval;
+use super::expr::Expr;
+
+/// Settings of a [`TopN`].
+#[derive(Debug, Clone)]
+pub(crate) struct TopNSpec {
+    /// Row position of window_end (TIMESTAMP: epoch ms).
+    pub(crate) window_end: usize,
+    /// Partition expressions (besides the window).
+    pub(crate) partition: Vec<Expr>,
+    /// Order expressions and whether each is descending.
+    pub(crate) order: Vec<(Expr, bool)>,
+    pub(crate) n: usize,
+}
+
+/// (window_end, partition JSON): rows of a window and partition wait under it.
+type Slot = (i64, String);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TopNState {
+    /// The rows seen per slot, in arrival order.
+    pending: Vec<(Slot, Vec<Vec<Value>>)>,
+    watermark: Option<i64>,
+    late: u64,
+}
+
+/// The operator; input and output are rows (`Value::List`), output rows end with the rank.
+pub(crate) struct TopN {
+    spec: TopNSpec,
+    pending: BTreeMap<Slot, Vec<Vec<Value>>>,
+    watermark: Option<i64>,
+    late: u64,
+}
+
+impl fmt::Debug for TopN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopN").field("n", &self.spec.n).finish()
+    }
+}
+
+impl TopN {
+    pub(crate) fn new(spec: TopNSpec) -> TopN {
+        TopN {
+            spec,
+            pending: BTreeMap::new(),
+            watermark: None,
+            late: 0,
+        }
+    }
+
+    fn compare(&self, a: &[Value], b: &[Value]) -> Ordering {
+        for (e, desc) in &self.spec.order {
+            // NULLs sort first ascending and last descending (Flink's default).
+            let o = eval(e, a).total_cmp(&eval(e, b));
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    }
+}
+
+impl Operator for TopN {
+    fn name(&self) -> &str {
+        "sql_window_top_n"
+    }
+
+    fn process(&mut self, event: Event, _out: &mut Collector) {
+        let Value::List(row) = event.value else {
+            return;
+        };
+        let Some(end) = row.get(self.spec.window_end).and_then(Value::as_i64) else {
+            return;
+        };
+        if self.watermark.is_some_and(|wm| end - 1 <= wm) {
+            self.late += 1;
+            return;
+        }
+        let part: Vec<Value> = self.spec.partition.iter().map(|p| eval(p, &row)).collect();
+        let pkey = String::from_utf8_lossy(&Value::List(part).to_json()).into_owned();
+        self.pending.entry((end, pkey)).or_default().push(row);
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Collector) {
+        if self.watermark.is_some_and(|w| w >= watermark) {
+            return;
+        }
+        self.watermark = Some(watermark);
+        while let Some(entry) = self.pending.first_entry() {
+            let (end, _) = *entry.key();
+            if end - 1 > watermark {
+                break;
+            }
+            let mut rows = entry.remove();
+            // A stable sort: ties keep arrival order.
+            rows.sort_by(|a, b| self.compare(a, b));
+            for (rank, mut row) in rows.into_iter().take(self.spec.n).enumerate() {
+                row.push(Value::Int(rank as i64 + 1));
+                out.emit(Event::new(Value::List(row), end - 1));
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, ProcessorError> {
+        let state = TopNState {
+            pending: self
+                .pending
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            watermark: self.watermark,
+            late: self.late,
+        };
+        serde_json::to_vec(&state)
+            .map(Some)
+            .map_err(|e| ProcessorError::State {
+                operator: "sql_window_top_n".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
+        let s: TopNState = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+            operator: "sql_window_top_n".into(),
+            reason: e.to_string(),
+        })?;
+        self.pending = s.pending.into_iter().collect();
+        self.watermark = s.watermark;
+        self.late = s.late;
+        Ok(())
+    }
+
+    fn late_records(&self) -> u64 {
+        self.late
+    }
+}
