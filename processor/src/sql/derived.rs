@@ -110,14 +110,18 @@ pub(super) fn plan_derived<'a>(
     };
     let Some((pos, f, rn)) = inner.and_then(|s| row_number(s)) else {
         // A plain subquery: its rows, the outer WHERE over them.
-        let (builder, cols, sources) = plan_query(builder, sub, ctx, Target::Row)?;
-        let scope = scope_of(&cols, qualifier);
+        let (builder, rows) = plan_query(builder, sub, ctx, Target::Row)?;
+        let scope = scope_of(&rows.cols, qualifier);
         let filter = outer
             .selection
             .as_ref()
             .map(|w| Compiler::plain(&scope).condition(w))
             .transpose()?;
-        return Ok((builder, prepared(scope, filter, cols.len(), sources)));
+        let width = rows.cols.len();
+        return Ok((
+            builder,
+            prepared(scope, filter, width, rows.sources, rows.window),
+        ));
     };
     let inner = inner.expect("row_number found an inner SELECT");
     if sub.order_by.is_some() || sub.limit_clause.is_some() || sub.with.is_some() {
@@ -135,21 +139,18 @@ pub(super) fn plan_derived<'a>(
     // The rows to rank: the subquery without its ROW_NUMBER column.
     let mut middle = (**inner).clone();
     middle.projection.remove(pos);
-    let (mut builder, cols, sources) = plan_select(builder, &middle, ctx, Target::Row)?;
+    let (mut builder, rows) = plan_select(builder, &middle, ctx, Target::Row)?;
+    let (cols, sources) = (rows.cols, rows.sources);
     let scope = scope_of(&cols, None);
     let mut partition = Vec::new();
     let (mut has_start, mut has_end) = (false, false);
-    let col = |name: &str| {
-        cols.iter()
-            .position(|(n, t)| n == name && matches!(t, SqlType::Timestamp(_)))
-    };
     for p in &spec.partition_by {
         let t = Compiler::plain(&scope).compile(p)?;
-        has_start |= col("window_start").is_some_and(|i| t.e == Expr::Col(i));
-        has_end |= col("window_end").is_some_and(|i| t.e == Expr::Col(i));
+        has_start |= rows.window.is_some_and(|(s, _)| t.e == Expr::Col(s));
+        has_end |= rows.window.is_some_and(|(_, e)| t.e == Expr::Col(e));
         partition.push(t.e);
     }
-    let (true, true, Some(window_end)) = (has_start, has_end, col("window_end")) else {
+    let (true, true, Some((_, window_end))) = (has_start, has_end, rows.window) else {
         return Err(SqlError::span(
             f.span(),
             "only window Top-N is supported: select window_start and window_end in the subquery and PARTITION BY window_start, window_end (regular Top-N would be an updating result)",
@@ -196,7 +197,11 @@ pub(super) fn plan_derived<'a>(
             None => e,
         });
     }
-    Ok((builder, prepared(scope, filter, out_cols.len(), sources)))
+    let width = out_cols.len();
+    Ok((
+        builder,
+        prepared(scope, filter, width, sources, rows.window),
+    ))
 }
 
 fn prepared<'a>(
@@ -204,6 +209,7 @@ fn prepared<'a>(
     filter: Option<Expr>,
     width: usize,
     sources: Vec<String>,
+    window: Option<(usize, usize)>,
 ) -> Prepared<'a> {
     Prepared {
         scope,
@@ -214,5 +220,6 @@ fn prepared<'a>(
         table: None,
         width,
         sources,
+        window,
     }
 }

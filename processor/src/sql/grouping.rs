@@ -17,7 +17,7 @@ use super::ddl::TableDef;
 use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
-use super::planner::{iso, outputs_for, Cols, Target};
+use super::planner::{iso, outputs_for, RowsOut, Target};
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
@@ -41,7 +41,7 @@ pub(super) fn plan_aggregate(
     dead_letter: Option<Arc<str>>,
     sink: &TableDef,
     target: &Target<'_>,
-) -> Result<(PipelineBuilder, Cols), SqlError> {
+) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
         _ => return Err(SqlError::span(
@@ -261,8 +261,14 @@ pub(super) fn plan_aggregate(
             "an unwindowed GROUP BY inside a subquery is an updating result, which outer queries cannot read yet; aggregate over a window or move the GROUP BY to the outermost query",
         ));
     }
-    let out = outputs_for(items, target, sink, (!windowed).then_some(k))
-        .map_err(|e| e.or_at(select.select_token.0.span.start))?;
+    let out = outputs_for(
+        items,
+        target,
+        sink,
+        (!windowed).then_some(k),
+        windowed.then_some((k, k + 1)),
+    )
+    .map_err(|e| e.or_at(select.select_token.0.span.start))?;
     let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();
     fields.push(Arc::from("window_start"));
     fields.push(Arc::from("window_end"));
@@ -280,7 +286,14 @@ pub(super) fn plan_aggregate(
         upsert: (!windowed).then_some(k),
         as_row: !out.to_sink,
     }));
-    Ok((builder, out.cols))
+    Ok((
+        builder,
+        RowsOut {
+            cols: out.cols,
+            window: out.window,
+            sources: Vec::new(),
+        },
+    ))
 }
 
 /// An aggregate call: COUNT(*), COUNT([DISTINCT] x), SUM/MIN/MAX/AVG(x).

@@ -269,6 +269,7 @@ pub(super) fn plan_join<'a>(
             table: None,
             width,
             sources: vec![left.topic().to_string(), right.topic().to_string()],
+            window: None,
         },
     ))
 }

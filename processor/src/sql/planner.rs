@@ -204,6 +204,15 @@ pub(super) enum Target<'a> {
 /// The names and types of the rows a subquery produces.
 pub(super) type Cols = Vec<(String, SqlType)>;
 
+/// What a query planned for a [`Target::Row`] produces.
+pub(super) struct RowsOut {
+    pub(super) cols: Cols,
+    /// Positions of window_start and window_end among `cols`, when both are selected as
+    /// they are (window joins and Top-N need them).
+    pub(super) window: Option<(usize, usize)>,
+    pub(super) sources: Vec<String>,
+}
+
 /// What planning needs besides the query.
 pub(super) struct Ctx<'a> {
     pub(super) catalog: &'a Catalog,
@@ -251,7 +260,8 @@ pub(crate) fn plan_insert(
         at,
     };
     let builder = apply_options(PipelineBuilder::new(name), options)?;
-    let (builder, _, sources) = plan_query(builder, q, &ctx, Target::Sink(&sink_cols))?;
+    let (builder, rows) = plan_query(builder, q, &ctx, Target::Sink(&sink_cols))?;
+    let sources = rows.sources;
     let pipeline = builder.sink(sink.topic()).build().map_err(|e| {
         SqlError::at(
             at,
@@ -273,7 +283,7 @@ pub(super) fn plan_query(
     q: &ast::Query,
     ctx: &Ctx<'_>,
     target: Target<'_>,
-) -> Result<(PipelineBuilder, Cols, Vec<String>), SqlError> {
+) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let at = ctx.at;
     if q.with.is_some() {
         return Err(SqlError::at(
@@ -320,7 +330,7 @@ pub(super) fn plan_select(
     select: &ast::Select,
     ctx: &Ctx<'_>,
     target: Target<'_>,
-) -> Result<(PipelineBuilder, Cols, Vec<String>), SqlError> {
+) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let at = ctx.at;
     if let Some(d) = &select.distinct {
         return Err(SqlError::span(
@@ -390,9 +400,10 @@ pub(super) fn plan_select(
         table,
         width,
         sources,
+        window: window_in,
     } = prep;
     let sink = ctx.sink;
-    let cols;
+    let (cols, window);
     if !is_aggregating(select) {
         // One stage: decode, filter, (windows), project.
         let mut windows = None;
@@ -403,9 +414,10 @@ pub(super) fn plan_select(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
-        let out = outputs_for(items, &target, sink, None)
+        let out = outputs_for(items, &target, sink, None, window_in)
             .map_err(|e| e.or_at(select.select_token.0.span.start))?;
         cols = out.cols;
+        window = out.window;
         builder = builder.op(Stage::new(StageSpec {
             name: "sql_select",
             input,
@@ -421,7 +433,7 @@ pub(super) fn plan_select(
             as_row: !out.to_sink,
         }));
     } else {
-        let (b, c) = super::grouping::plan_aggregate(
+        let (b, rows) = super::grouping::plan_aggregate(
             builder,
             select,
             &scope,
@@ -435,9 +447,17 @@ pub(super) fn plan_select(
             &target,
         )?;
         builder = b;
-        cols = c;
+        cols = rows.cols;
+        window = rows.window;
     }
-    Ok((builder, cols, sources))
+    Ok((
+        builder,
+        RowsOut {
+            cols,
+            window,
+            sources,
+        },
+    ))
 }
 
 /// The last stage's outputs for a target.
@@ -446,6 +466,8 @@ pub(super) struct Outputs {
     pub(super) key: Vec<usize>,
     /// Names and types (for a Row target).
     pub(super) cols: Cols,
+    /// Where window_start and window_end are among the outputs (for a Row target).
+    pub(super) window: Option<(usize, usize)>,
     pub(super) to_sink: bool,
 }
 
@@ -455,6 +477,7 @@ pub(super) fn outputs_for(
     target: &Target<'_>,
     sink: &TableDef,
     group_refs: Option<usize>,
+    window_in: Option<(usize, usize)>,
 ) -> Result<Outputs, SqlError> {
     match target {
         Target::Sink(cols) => {
@@ -463,10 +486,13 @@ pub(super) fn outputs_for(
                 outputs,
                 key,
                 cols: Vec::new(),
+                window: None,
                 to_sink: true,
             })
         }
         Target::Row => {
+            let at = |i: usize| items.iter().position(|(_, t, _)| t.e == Expr::Col(i));
+            let window = window_in.and_then(|(s, e)| Some((at(s)?, at(e)?)));
             let cols = items
                 .iter()
                 .map(|(n, t, _)| (n.clone(), t.ty.clone()))
@@ -484,6 +510,7 @@ pub(super) fn outputs_for(
                 outputs,
                 key: Vec::new(),
                 cols,
+                window,
                 to_sink: false,
             })
         }
@@ -764,6 +791,8 @@ pub(super) struct Prepared<'a> {
     /// Row width before the TVF's window columns.
     pub(super) width: usize,
     pub(super) sources: Vec<String>,
+    /// Positions of window_start and window_end in the row the stages read.
+    pub(super) window: Option<(usize, usize)>,
 }
 
 /// Looks up a source table and checks it can be read.
@@ -880,6 +909,7 @@ fn single_source<'a>(
         builder = builder.side_output("dead-letter", t);
     }
 
+    let window = tvf_kind.as_ref().map(|_| (width, width + 1));
     Ok((
         builder,
         Prepared {
@@ -891,6 +921,7 @@ fn single_source<'a>(
             table: Some(table),
             width,
             sources: vec![table.topic().to_string()],
+            window,
         },
     ))
 }
