@@ -461,26 +461,7 @@ FROM bid WHERE NOT (bidder < 2003)",
 async fn q3_local_item_suggestion_joins_auctions_with_sellers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (people, auctions) = people_and_auctions(200, 1_500, 43);
-    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
-    host.create_topic("persons", 2).expect("topic");
-    host.create_topic("auctions", 3).expect("topic");
-    for p in 0..2 {
-        let rows: Vec<(i64, String)> = people
-            .iter()
-            .filter(|x| x.id % 2 == p as i64)
-            .map(|x| (x.date_time, person_json(x)))
-            .collect();
-        produce(&host, "persons", p, &rows);
-    }
-    for p in 0..3 {
-        let rows: Vec<(i64, String)> = auctions
-            .iter()
-            .filter(|a| a.id % 3 == p as i64)
-            .map(|a| (a.date_time, auction_json(a)))
-            .collect();
-        produce(&host, "auctions", p, &rows);
-    }
-    let host = std::sync::Arc::new(host);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
     let script = format!(
         "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO nexmark_q3
 SELECT
@@ -650,5 +631,112 @@ SELECT window_start, auction, price, rownum FROM (
         }
     }
     want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+/// People and auctions written to their topics.
+fn host_with_people_and_auctions(
+    dir: &std::path::Path,
+    people: &[Person],
+    auctions: &[Auction],
+) -> std::sync::Arc<eddy_processor::StorageHost> {
+    let host = eddy_processor::StorageHost::new(dir.join("logs"));
+    host.create_topic("persons", 2).expect("topic");
+    host.create_topic("auctions", 3).expect("topic");
+    for p in 0..2 {
+        let rows: Vec<(i64, String)> = people
+            .iter()
+            .filter(|x| x.id % 2 == p as i64)
+            .map(|x| (x.date_time, person_json(x)))
+            .collect();
+        produce(&host, "persons", p, &rows);
+    }
+    for p in 0..3 {
+        let rows: Vec<(i64, String)> = auctions
+            .iter()
+            .filter(|a| a.id % 3 == p as i64)
+            .map(|a| (a.date_time, auction_json(a)))
+            .collect();
+        produce(&host, "auctions", p, &rows);
+    }
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q8_monitor_new_users_joins_two_windowed_aggregations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 59);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let window = |t: i64| t - t.rem_euclid(10_000);
+    let sellers: BTreeSet<(i64, i64)> = auctions
+        .iter()
+        .map(|a| (a.seller, window(a.date_time)))
+        .collect();
+    let mut want: Vec<String> = people
+        .iter()
+        .filter(|p| sellers.contains(&(p.id, window(p.date_time))))
+        .map(|p| {
+            format!(
+                r#"{{"id":{},"name":"{}","starttime":"{}"}}"#,
+                p.id,
+                p.name,
+                flink_ts(window(p.date_time))
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(
+        want.len() > 10,
+        "the generator has new users selling at once ({})",
+        want.len()
+    );
+    let sink_ddl = sink(
+        "nexmark_q8",
+        "id BIGINT, name VARCHAR, starttime TIMESTAMP(3)",
+        "q8",
+    );
+    // Flink's q8 with legacy group windows, then the window TVF form.
+    let legacy = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{sink_ddl};\nINSERT INTO nexmark_q8
+SELECT P.id, P.name, P.starttime
+FROM (
+  SELECT P.id, P.name,
+         TUMBLE_START(P.`dateTime`, INTERVAL '10' SECOND) AS starttime,
+         TUMBLE_END(P.`dateTime`, INTERVAL '10' SECOND) AS endtime
+  FROM person P
+  GROUP BY P.id, P.name, TUMBLE(P.`dateTime`, INTERVAL '10' SECOND)
+) P
+JOIN (
+  SELECT A.seller,
+         TUMBLE_START(A.`dateTime`, INTERVAL '10' SECOND) AS starttime,
+         TUMBLE_END(A.`dateTime`, INTERVAL '10' SECOND) AS endtime
+  FROM auction A
+  GROUP BY A.seller, TUMBLE(A.`dateTime`, INTERVAL '10' SECOND)
+) A
+ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;"
+    );
+    let out = run_sql(&host, dir.path(), &legacy, 1).await;
+    assert_eq!(sorted_values(&out), want);
+    let tvf = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO nexmark_q8_tvf
+SELECT P.id, P.name, P.starttime
+FROM (
+  SELECT id, name, window_start AS starttime, window_end AS endtime
+  FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY id, name, window_start, window_end
+) P
+JOIN (
+  SELECT seller, window_start AS starttime, window_end AS endtime
+  FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY seller, window_start, window_end
+) A
+ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
+        sink(
+            "nexmark_q8_tvf",
+            "id BIGINT, name VARCHAR, starttime TIMESTAMP(3)",
+            "q8-tvf"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("tvf"), &tvf, 1).await;
     assert_eq!(sorted_values(&out), want);
 }

@@ -57,7 +57,6 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
     let sink = |topic: &str| {
         format!("CREATE TABLE out_t (id INT, n BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json')")
     };
-    let host = Arc::new(host);
     let strict = run_sql(
         &host,
         &dir.path().join("a"),

@@ -17,7 +17,7 @@ use super::ddl::TableDef;
 use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
-use super::planner::{iso, outputs_for, RowsOut, Target};
+use super::planner::{iso, item_name, outputs_for, RowsOut, Target};
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
@@ -166,7 +166,7 @@ pub(super) fn plan_aggregate(
     let mut items = Vec::new();
     for item in &select.projection {
         let (name, e) = match item {
-            ast::SelectItem::UnnamedExpr(e) => (e.to_string(), e),
+            ast::SelectItem::UnnamedExpr(e) => (item_name(e), e),
             ast::SelectItem::ExprWithAlias { expr, alias } => (alias.value.clone(), expr),
             other => {
                 return Err(SqlError::span(

@@ -2,24 +2,26 @@
 //! the join key, conditions on one table alone are pushed below the join (less state), and
 //! the rest is left for the stage after it.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlparser::ast::{self as ast, Spanned};
 use sqlparser::tokenizer::Span;
 
-use crate::plan::PipelineBuilder;
+use crate::plan::{Pipeline, PipelineBuilder};
 
 use super::ddl::TableDef;
 use super::error::SqlError;
-use super::expr::{Cmp, Compiler, Expr, Scope};
+use super::expr::{Cmp, Compiler, Expr, Scope, ScopeCol};
 use super::ops::StageInput;
-use super::planner::{bounded, decoder_for, input_of, parse_duration, source_table, Prepared};
+use super::planner::{
+    bounded, decoder_for, input_of, parse_duration, plan_query, source_table, Ctx, Prepared,
+    RowsOut, Target,
+};
 use super::regular_join::{JoinSide, SqlJoin};
-use super::Catalog;
+use super::scoped::ForInput;
 
 /// Which tables an expression reads: bit 0 left, bit 1 right.
-fn sides(e: &Expr, split: usize) -> u8 {
+fn tables_read(e: &Expr, split: usize) -> u8 {
     match e {
         Expr::Col(i) => {
             if *i < split {
@@ -33,17 +35,19 @@ fn sides(e: &Expr, split: usize) -> u8 {
         | Expr::Cmp(_, a, b)
         | Expr::And(a, b)
         | Expr::Or(a, b)
-        | Expr::Like(a, b, _, _) => sides(a, split) | sides(b, split),
+        | Expr::Like(a, b, _, _) => tables_read(a, split) | tables_read(b, split),
         Expr::Neg(_, a)
         | Expr::Not(a)
         | Expr::IsNull(a, _)
         | Expr::IsBool(a, _, _)
-        | Expr::Cast(a, _, _) => sides(a, split),
-        Expr::Case(bs, e) => bs.iter().fold(sides(e, split), |m, (c, r)| {
-            m | sides(c, split) | sides(r, split)
+        | Expr::Cast(a, _, _) => tables_read(a, split),
+        Expr::Case(bs, e) => bs.iter().fold(tables_read(e, split), |m, (c, r)| {
+            m | tables_read(c, split) | tables_read(r, split)
         }),
-        Expr::In(a, xs, _) => xs.iter().fold(sides(a, split), |m, x| m | sides(x, split)),
-        Expr::Call(_, xs) => xs.iter().fold(0, |m, x| m | sides(x, split)),
+        Expr::In(a, xs, _) => xs
+            .iter()
+            .fold(tables_read(a, split), |m, x| m | tables_read(x, split)),
+        Expr::Call(_, xs) => xs.iter().fold(0, |m, x| m | tables_read(x, split)),
     }
 }
 
@@ -94,12 +98,63 @@ fn and_all(mut xs: Vec<Expr>) -> Option<Expr> {
     )
 }
 
-fn table_of<'a>(
-    rel: &ast::TableFactor,
-    catalog: &'a Catalog,
-    sink: &TableDef,
-    sink_span: Span,
-) -> Result<(&'a TableDef, String), SqlError> {
+/// One side of a join: a table read directly, or a subquery's rows.
+enum SideSrc<'a> {
+    Table(&'a TableDef),
+    Rows(Box<(Pipeline, RowsOut)>),
+}
+
+struct Side<'a> {
+    src: SideSrc<'a>,
+    qualifier: String,
+    span: Span,
+}
+
+impl Side<'_> {
+    fn scope(&self) -> Scope {
+        match &self.src {
+            SideSrc::Table(t) => t.scope(&self.qualifier),
+            SideSrc::Rows(b) => Scope {
+                cols: b
+                    .1
+                    .cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, t))| ScopeCol {
+                        name: n.clone(),
+                        qualifier: Some(self.qualifier.clone()),
+                        ty: t.clone(),
+                        index: i,
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    fn bounded(&self) -> bool {
+        match &self.src {
+            SideSrc::Table(t) => bounded(t),
+            SideSrc::Rows(b) => b.0.bounded,
+        }
+    }
+
+    fn delay(&self) -> i64 {
+        match &self.src {
+            SideSrc::Table(t) => t.watermark.as_ref().map_or(0, |w| w.delay_ms),
+            SideSrc::Rows(b) => b.0.watermark_delay,
+        }
+    }
+
+    fn window(&self) -> Option<(usize, usize)> {
+        match &self.src {
+            SideSrc::Table(_) => None,
+            SideSrc::Rows(b) => b.1.window,
+        }
+    }
+}
+
+fn side_of<'a>(rel: &ast::TableFactor, ctx: &Ctx<'a>) -> Result<Side<'a>, SqlError> {
+    let span = rel.span();
     match rel {
         ast::TableFactor::Table {
             name,
@@ -110,30 +165,52 @@ fn table_of<'a>(
             let id = name.0[0]
                 .as_ident()
                 .ok_or_else(|| SqlError::span(name.span(), "expected a table name"))?;
-            let t = source_table(catalog, id, sink, sink_span)?;
-            Ok((
-                t,
-                alias
+            let t = source_table(ctx.catalog, id, ctx.sink, ctx.sink_span)?;
+            Ok(Side {
+                src: SideSrc::Table(t),
+                qualifier: alias
                     .as_ref()
                     .map_or(t.name.clone(), |a| a.name.value.clone()),
-            ))
+                span,
+            })
+        }
+        ast::TableFactor::Derived {
+            subquery, alias, ..
+        } => {
+            let alias = alias.as_ref().ok_or_else(|| {
+                SqlError::span(span, "a subquery joined with another needs an alias")
+            })?;
+            // Plan the subquery alone, then move its operators into the join's pipeline.
+            let (b, rows) = plan_query(PipelineBuilder::new("side"), subquery, ctx, Target::Row)?;
+            let p = b
+                .sink("__side")
+                .build()
+                .map_err(|e| SqlError::span(span, e.to_string()))?;
+            if p.inputs.len() != 1 {
+                return Err(SqlError::span(
+                    span,
+                    "a joined subquery must read one table (nested joins are not supported yet)",
+                ));
+            }
+            Ok(Side {
+                src: SideSrc::Rows(Box::new((p, rows))),
+                qualifier: alias.name.value.clone(),
+                span,
+            })
         }
         other => Err(SqlError::span(
             other.span(),
-            format!("joining '{other}' is not supported yet; join two tables by name"),
+            format!("joining '{other}' is not supported yet; join tables or subqueries"),
         )),
     }
 }
 
-/// Plans the join of `from`'s two tables; the stages after it read `Value::List` rows.
+/// Plans the join of `from`'s two relations; the stages after it read `Value::List` rows.
 pub(super) fn plan_join<'a>(
     mut builder: PipelineBuilder,
     from: &ast::TableWithJoins,
     select: &ast::Select,
-    catalog: &'a Catalog,
-    sink: &TableDef,
-    sink_span: Span,
-    options: &BTreeMap<String, String>,
+    ctx: &Ctx<'a>,
 ) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
     let j = match from.joins.as_slice() {
         [one] => one,
@@ -162,35 +239,39 @@ pub(super) fn plan_join<'a>(
             ));
         }
     };
-    let (left, lq) = table_of(&from.relation, catalog, sink, sink_span)?;
-    let (right, rq) = table_of(&j.relation, catalog, sink, sink_span)?;
-    if lq == rq {
+    let sides = [side_of(&from.relation, ctx)?, side_of(&j.relation, ctx)?];
+    if sides[0].qualifier == sides[1].qualifier {
         return Err(SqlError::span(
-            j.relation.span(),
-            format!("both sides of the join are called '{lq}'; give them different aliases"),
+            sides[1].span,
+            format!(
+                "both sides of the join are called '{}'; give them different aliases",
+                sides[0].qualifier
+            ),
         ));
     }
-    let split = left.columns.len();
-    let mut scope = left.scope(&lq);
-    let mut rs = right.scope(&rq);
+    let mut scope = sides[0].scope();
+    let split = scope.cols.len();
+    let mut rs = sides[1].scope();
     for c in &mut rs.cols {
         c.index += split;
     }
     scope.cols.extend(rs.cols);
     let width = scope.cols.len();
-    let scope = Scope { cols: scope.cols };
-
     // Key pairs from ON; everything else is a condition.
     let mut conds = Vec::new();
     conjuncts(Compiler::plain(&scope).condition(on)?, &mut conds);
     let (mut lkeys, mut rkeys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     for c in conds {
         match c {
-            Expr::Cmp(Cmp::Eq, a, b) if sides(&a, split) == 1 && sides(&b, split) == 2 => {
+            Expr::Cmp(Cmp::Eq, a, b)
+                if tables_read(&a, split) == 1 && tables_read(&b, split) == 2 =>
+            {
                 lkeys.push(*a);
                 rkeys.push(shift(*b, split));
             }
-            Expr::Cmp(Cmp::Eq, a, b) if sides(&a, split) == 2 && sides(&b, split) == 1 => {
+            Expr::Cmp(Cmp::Eq, a, b)
+                if tables_read(&a, split) == 2 && tables_read(&b, split) == 1 =>
+            {
                 lkeys.push(*b);
                 rkeys.push(shift(*a, split));
             }
@@ -209,13 +290,13 @@ pub(super) fn plan_join<'a>(
     // Push single-table conditions below the join.
     let (mut lf, mut rf, mut post) = (Vec::new(), Vec::new(), Vec::new());
     for c in rest {
-        match sides(&c, split) {
+        match tables_read(&c, split) {
             1 => lf.push(c),
             2 => rf.push(shift(c, split)),
             _ => post.push(c),
         }
     }
-    let ttl = match options.get("table.exec.state.ttl") {
+    let ttl = match ctx.options.get("table.exec.state.ttl") {
         Some(v) => Some(
             parse_duration(v)
                 .ok_or_else(|| {
@@ -228,36 +309,65 @@ pub(super) fn plan_join<'a>(
         .filter(|ms| *ms > 0),
         None => None,
     };
-    if bounded(left) != bounded(right) {
+    if sides[0].bounded() != sides[1].bounded() {
         return Err(SqlError::span(
             j.relation.span(),
             "both tables of a join must have the same 'scan.bounded.mode'",
         ));
     }
-    let delay = [left, right]
-        .iter()
-        .filter_map(|t| t.watermark.as_ref().map(|w| w.delay_ms))
-        .max()
-        .unwrap_or(0);
-    builder = builder
-        .watermark_delay(Duration::from_millis(delay as u64))
-        .source(input_of(left))
-        .source(input_of(right));
-    if bounded(left) {
+    // A window join: the key equates both sides' window_end, so rows go with their window.
+    let window_join = match (sides[0].window(), sides[1].window()) {
+        (Some((_, le)), Some((_, re))) => lkeys
+            .iter()
+            .zip(&rkeys)
+            .any(|(l, r)| *l == Expr::Col(le) && *r == Expr::Col(re)),
+        _ => false,
+    };
+    let delay = sides.iter().map(Side::delay).max().unwrap_or(0);
+    builder = builder.watermark_delay(Duration::from_millis(delay as u64));
+    if sides[0].bounded() {
         builder = builder.bounded();
     }
-    let side = |t: &TableDef, filter: Vec<Expr>, keys: Vec<Expr>| -> Result<JoinSide, SqlError> {
-        Ok(JoinSide {
-            decoder: decoder_for(t)?,
-            filter: and_all(filter),
-            keys,
-        })
-    };
-    builder = builder.op(SqlJoin::new(
-        side(left, lf, lkeys)?,
-        side(right, rf, rkeys)?,
-        ttl,
-    ));
+    let mut sources = Vec::new();
+    let mut join_sides = Vec::new();
+    let side_parts = [(lf, lkeys), (rf, rkeys)];
+    for (i, (side, (filter, keys))) in sides.into_iter().zip(side_parts).enumerate() {
+        let window_end = side.window().filter(|_| window_join).map(|(_, e)| e);
+        match side.src {
+            SideSrc::Table(t) => {
+                builder = builder.source(input_of(t));
+                sources.push(t.topic().to_string());
+                join_sides.push(JoinSide {
+                    decoder: Some(decoder_for(t)?),
+                    window_end,
+                    filter: and_all(filter),
+                    keys,
+                });
+            }
+            SideSrc::Rows(b) => {
+                let (p, rows) = *b;
+                for input in &p.inputs {
+                    builder = builder.source(input.clone());
+                }
+                for (name, topic) in &p.side_outputs {
+                    builder = builder.side_output(name, topic);
+                }
+                for op in p.ops {
+                    builder = builder.op(ForInput::new(i, op));
+                }
+                sources.extend(rows.sources);
+                join_sides.push(JoinSide {
+                    decoder: None,
+                    window_end,
+                    filter: and_all(filter),
+                    keys,
+                });
+            }
+        }
+    }
+    let right = join_sides.pop().expect("two sides");
+    let left = join_sides.pop().expect("two sides");
+    builder = builder.op(SqlJoin::new(left, right, ttl));
     Ok((
         builder,
         Prepared {
@@ -268,7 +378,7 @@ pub(super) fn plan_join<'a>(
             tvf: None,
             table: None,
             width,
-            sources: vec![left.topic().to_string(), right.topic().to_string()],
+            sources,
             window: None,
         },
     ))

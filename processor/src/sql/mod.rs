@@ -41,6 +41,7 @@ mod lex;
 mod ops;
 mod planner;
 mod regular_join;
+mod scoped;
 mod topn;
 mod types;
 mod typing;

@@ -366,15 +366,7 @@ pub(super) fn plan_select(
         }
     };
     let (mut builder, prep) = if !from.joins.is_empty() {
-        super::join_plan::plan_join(
-            builder,
-            from,
-            select,
-            ctx.catalog,
-            ctx.sink,
-            ctx.sink_span,
-            ctx.options,
-        )?
+        super::join_plan::plan_join(builder, from, select, ctx)?
     } else if let ast::TableFactor::Derived {
         subquery, alias, ..
     } = &from.relation
@@ -624,6 +616,16 @@ pub(super) fn decoder_for(t: &TableDef) -> Result<Decoder, SqlError> {
     })
 }
 
+/// The name of an unaliased SELECT item, as Flink derives it: a column's name, else the
+/// expression's text.
+pub(super) fn item_name(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(i) => i.value.clone(),
+        ast::Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
 /// The SELECT list compiled with `c` (`*` expands to the scope's columns).
 fn select_items(
     s: &ast::Select,
@@ -634,13 +636,7 @@ fn select_items(
     for item in &s.projection {
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
-                let name = match e {
-                    ast::Expr::Identifier(i) => i.value.clone(),
-                    ast::Expr::CompoundIdentifier(p) => {
-                        p.last().map(|i| i.value.clone()).unwrap_or_default()
-                    }
-                    other => other.to_string(),
-                };
+                let name = item_name(e);
                 out.push((name, c.compile(e)?, e.span()));
             }
             ast::SelectItem::ExprWithAlias { expr, alias } => {

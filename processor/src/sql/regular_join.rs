@@ -24,7 +24,11 @@ use super::ops::Decoder;
 /// One side of the join.
 #[derive(Debug, Clone)]
 pub(crate) struct JoinSide {
-    pub(crate) decoder: Decoder,
+    /// Decodes a table's JSON; None: rows arrive as lists from a subquery.
+    pub(crate) decoder: Option<Decoder>,
+    /// Position of window_end in this side's rows when the join key includes the window
+    /// (a window join): a row is dropped once the watermark passes its window.
+    pub(crate) window_end: Option<usize>,
     /// Conditions on this side alone (pushed below the join: less state).
     pub(crate) filter: Option<Expr>,
     /// Key expressions over this side's row.
@@ -80,7 +84,14 @@ impl Operator for SqlJoin {
         let Some(side) = self.sides.get(event.input) else {
             return;
         };
-        let Some(row) = side.decoder.decode(&event.value) else {
+        let decoded = match &side.decoder {
+            Some(d) => d.decode(&event.value),
+            None => match event.value {
+                Value::List(ref r) => Some(r.clone()),
+                _ => None,
+            },
+        };
+        let Some(row) = decoded else {
             tracing::warn!(
                 input = event.input,
                 "skipping a record whose JSON does not match the table's columns"
@@ -121,11 +132,23 @@ impl Operator for SqlJoin {
     }
 
     fn on_watermark(&mut self, watermark: i64, _out: &mut Collector) {
-        let Some(ttl) = self.ttl else { return };
-        let horizon = watermark.saturating_sub(ttl);
+        let horizon = self.ttl.map(|ttl| watermark.saturating_sub(ttl));
+        let ends = [self.sides[0].window_end, self.sides[1].window_end];
+        if horizon.is_none() && ends.iter().all(Option::is_none) {
+            return;
+        }
+        // Keep a row while its TTL lasts and its window (if any) is still open.
+        let keep = |(ts, row): &(i64, Vec<Value>), end: Option<usize>| {
+            horizon.is_none_or(|h| *ts >= h)
+                && end.is_none_or(|i| {
+                    row.get(i)
+                        .and_then(Value::as_i64)
+                        .is_some_and(|e| e - 1 > watermark)
+                })
+        };
         for b in self.state.buckets.values_mut() {
-            b.left.retain(|(ts, _)| *ts >= horizon);
-            b.right.retain(|(ts, _)| *ts >= horizon);
+            b.left.retain(|r| keep(r, ends[0]));
+            b.right.retain(|r| keep(r, ends[1]));
         }
         self.state
             .buckets
