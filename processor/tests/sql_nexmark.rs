@@ -740,3 +740,40 @@ ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
     let out = run_sql(&host, &dir.path().join("tvf"), &tvf, 1).await;
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comma_join_with_a_time_range_condition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(50, 400, 61);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let bids = bids(1_500, 3, 67);
+    host.create_topic("bids", 3).expect("topic");
+    write_bids(&host, "bids", 3, &bids);
+    // Nexmark q4/q6's inner part: bids during their auction's lifetime.
+    let script = format!(
+        "{BID_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO winning
+SELECT A.id, B.price, A.category
+FROM auction A, bid B
+WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires AND B.price > 100",
+        sink(
+            "winning",
+            "id BIGINT, price BIGINT, category BIGINT",
+            "winning"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for a in &auctions {
+        for b in bids.iter().filter(|b| b.auction == a.id && b.price > 100) {
+            if b.date_time >= a.date_time && b.date_time <= a.expires {
+                want.push(format!(
+                    r#"{{"id":{},"price":{},"category":{}}}"#,
+                    a.id, b.price, a.category
+                ));
+            }
+        }
+    }
+    want.sort();
+    assert!(want.len() > 20, "bids fall into auctions ({})", want.len());
+    assert_eq!(sorted_values(&out), want);
+}

@@ -205,9 +205,9 @@ fn side_of<'a>(rel: &ast::TableFactor, ctx: &Ctx<'a>) -> Result<Side<'a>, SqlErr
     }
 }
 
-/// Plans the join of `from`'s two relations; the stages after it read `Value::List` rows.
+/// Plans `FROM a [INNER] JOIN b ON ...`; the stages after it read `Value::List` rows.
 pub(super) fn plan_join<'a>(
-    mut builder: PipelineBuilder,
+    builder: PipelineBuilder,
     from: &ast::TableWithJoins,
     select: &ast::Select,
     ctx: &Ctx<'a>,
@@ -239,7 +239,38 @@ pub(super) fn plan_join<'a>(
             ));
         }
     };
-    let sides = [side_of(&from.relation, ctx)?, side_of(&j.relation, ctx)?];
+    join_two(builder, &from.relation, &j.relation, Some(on), select, ctx)
+}
+
+/// Plans `FROM a, b WHERE a.k = b.k ...` (an inner join written with a comma).
+pub(super) fn plan_comma_join<'a>(
+    builder: PipelineBuilder,
+    left: &ast::TableWithJoins,
+    right: &ast::TableWithJoins,
+    select: &ast::Select,
+    ctx: &Ctx<'a>,
+) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
+    if let Some(j) = left.joins.first().or(right.joins.first()) {
+        return Err(SqlError::span(
+            j.relation.span(),
+            "joins of more than two tables are not supported yet",
+        ));
+    }
+    join_two(builder, &left.relation, &right.relation, None, select, ctx)
+}
+
+/// Plans an inner join of two relations; the equalities between them in ON and WHERE form
+/// the key.
+fn join_two<'a>(
+    mut builder: PipelineBuilder,
+    left: &ast::TableFactor,
+    right: &ast::TableFactor,
+    on: Option<&ast::Expr>,
+    select: &ast::Select,
+    ctx: &Ctx<'a>,
+) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
+    let err_span = on.map_or(right.span(), |o| o.span());
+    let sides = [side_of(left, ctx)?, side_of(right, ctx)?];
     if sides[0].qualifier == sides[1].qualifier {
         return Err(SqlError::span(
             sides[1].span,
@@ -257,9 +288,14 @@ pub(super) fn plan_join<'a>(
     }
     scope.cols.extend(rs.cols);
     let width = scope.cols.len();
-    // Key pairs from ON; everything else is a condition.
+    // Key pairs from ON and WHERE (the same for an inner join); the rest are conditions.
     let mut conds = Vec::new();
-    conjuncts(Compiler::plain(&scope).condition(on)?, &mut conds);
+    if let Some(on) = on {
+        conjuncts(Compiler::plain(&scope).condition(on)?, &mut conds);
+    }
+    if let Some(w) = &select.selection {
+        conjuncts(Compiler::plain(&scope).condition(w)?, &mut conds);
+    }
     let (mut lkeys, mut rkeys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     for c in conds {
         match c {
@@ -280,12 +316,9 @@ pub(super) fn plan_join<'a>(
     }
     if lkeys.is_empty() {
         return Err(SqlError::span(
-            on.span(),
-            "a join needs an equality between columns of the two tables in ON (e.g. ON a.id = b.a_id)",
+            err_span,
+            "a join needs an equality between columns of the two tables (e.g. ON a.id = b.a_id)",
         ));
-    }
-    if let Some(w) = &select.selection {
-        conjuncts(Compiler::plain(&scope).condition(w)?, &mut rest);
     }
     // Push single-table conditions below the join.
     let (mut lf, mut rf, mut post) = (Vec::new(), Vec::new(), Vec::new());
@@ -311,7 +344,7 @@ pub(super) fn plan_join<'a>(
     };
     if sides[0].bounded() != sides[1].bounded() {
         return Err(SqlError::span(
-            j.relation.span(),
+            right.span(),
             "both tables of a join must have the same 'scan.bounded.mode'",
         ));
     }

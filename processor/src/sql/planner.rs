@@ -358,14 +358,18 @@ pub(super) fn plan_select(
                 "a query needs FROM <table>",
             ))
         }
-        [_, second, ..] => {
+        [left, right] => {
+            let (b, prep) = super::join_plan::plan_comma_join(builder, left, right, select, ctx)?;
+            return finish_select(b, select, ctx, target, prep);
+        }
+        [_, _, third, ..] => {
             return Err(SqlError::span(
-                second.relation.span(),
-                "several tables in FROM (implicit joins) are not supported yet",
+                third.relation.span(),
+                "joins of more than two tables are not supported yet",
             ))
         }
     };
-    let (mut builder, prep) = if !from.joins.is_empty() {
+    let (builder, prep) = if !from.joins.is_empty() {
         super::join_plan::plan_join(builder, from, select, ctx)?
     } else if let ast::TableFactor::Derived {
         subquery, alias, ..
@@ -383,6 +387,17 @@ pub(super) fn plan_select(
             at,
         )?
     };
+    finish_select(builder, select, ctx, target, prep)
+}
+
+/// The stages after the sources: the SELECT list (or the aggregation) over `prep`.
+fn finish_select(
+    mut builder: PipelineBuilder,
+    select: &ast::Select,
+    ctx: &Ctx<'_>,
+    target: Target<'_>,
+    prep: Prepared<'_>,
+) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let Prepared {
         scope,
         input,
