@@ -192,6 +192,16 @@ fn subqueries_plan_and_regular_top_n_is_refused() {
 }
 
 #[test]
+fn temporal_joins_are_refused() {
+    assert_err(
+        "INSERT INTO out_t SELECT b.auction, b.price FROM bid AS b JOIN bid FOR SYSTEM_TIME AS OF b.`dateTime` AS a ON a.auction = b.auction",
+        1,
+        68,
+        "temporal joins (FOR SYSTEM_TIME AS OF) are not supported yet",
+    );
+}
+
+#[test]
 fn unknown_columns_list_the_known_ones() {
     assert_err(
         "INSERT INTO out_t SELECT auction, prise FROM bid",

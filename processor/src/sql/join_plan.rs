@@ -157,6 +157,12 @@ fn side_of<'a>(rel: &ast::TableFactor, ctx: &Ctx<'a>) -> Result<Side<'a>, SqlErr
     let span = rel.span();
     match rel {
         ast::TableFactor::Table {
+            version: Some(v), ..
+        } => Err(SqlError::span(
+            span,
+            format!("temporal joins ({v}) are not supported yet"),
+        )),
+        ast::TableFactor::Table {
             name,
             alias,
             args: None,

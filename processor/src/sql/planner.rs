@@ -72,6 +72,16 @@ fn tables_in(q: &ast::Query, out: &mut Vec<String>) {
 }
 
 fn parse_insert(stmt: &Stmt) -> Result<ast::Insert, SqlError> {
+    // sqlparser's generic dialect does not parse Flink's temporal join; name it instead of
+    // reporting a syntax error.
+    let word = |i: usize, w: &str| matches!(stmt.tokens.get(i), Some(t) if matches!(&t.token, Token::Word(x) if x.value.eq_ignore_ascii_case(w)));
+    if let Some(i) = (0..stmt.tokens.len()).find(|&i| word(i, "FOR") && word(i + 1, "SYSTEM_TIME"))
+    {
+        return Err(SqlError::span(
+            stmt.tokens[i].span,
+            "temporal joins (FOR SYSTEM_TIME AS OF) are not supported yet",
+        ));
+    }
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&stmt.tokens));
     let s = p.parse_statement()?;
@@ -116,6 +126,12 @@ struct Source {
 
 fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
     match rel {
+        ast::TableFactor::Table {
+            version: Some(v), ..
+        } => Err(SqlError::span(
+            rel.span(),
+            format!("temporal joins ({v}) are not supported yet"),
+        )),
         ast::TableFactor::Table {
             name,
             alias,

@@ -151,3 +151,65 @@ impl Operator for TopN {
         self.late
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(end: i64, k: &str, v: i64) -> Event {
+        Event::new(
+            Value::List(vec![Value::Int(end), Value::str(k), Value::Int(v)]),
+            end - 1,
+        )
+    }
+
+    fn spec() -> TopNSpec {
+        TopNSpec {
+            window_end: 0,
+            partition: vec![Expr::Col(0)],
+            order: vec![(Expr::Col(2), true)],
+            n: 2,
+        }
+    }
+
+    #[test]
+    fn ranks_each_window_once_and_restores() {
+        let mut a = TopN::new(spec());
+        let mut out = Collector::default();
+        for (k, v) in [("a", 5), ("b", 9), ("c", 7)] {
+            a.process(row(10, k, v), &mut out);
+        }
+        a.process(row(20, "d", 1), &mut out);
+        let snap = a.snapshot().expect("snapshot").expect("stateful");
+        let mut b = TopN::new(spec());
+        b.restore(&snap).expect("restore");
+        let mut firsts = Vec::new();
+        for t in [&mut a, &mut b] {
+            t.on_watermark(9, &mut out);
+            firsts.push(out.take());
+        }
+        assert_eq!(firsts[0], firsts[1]);
+        let ranked: Vec<Value> = firsts[0].iter().map(|e| e.value.clone()).collect();
+        assert_eq!(
+            ranked,
+            vec![
+                Value::List(vec![
+                    Value::Int(10),
+                    Value::str("b"),
+                    Value::Int(9),
+                    Value::Int(1)
+                ]),
+                Value::List(vec![
+                    Value::Int(10),
+                    Value::str("c"),
+                    Value::Int(7),
+                    Value::Int(2)
+                ]),
+            ]
+        );
+        a.process(row(10, "late", 100), &mut out);
+        assert_eq!(a.late_records(), 1);
+        a.on_watermark(100, &mut out);
+        assert_eq!(out.take().len(), 1, "the second window");
+    }
+}
