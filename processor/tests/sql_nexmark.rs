@@ -777,3 +777,45 @@ WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires AND B
     assert!(want.len() > 20, "bids fall into auctions ({})", want.len());
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_join_of_two_window_tvfs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 71);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let script = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO joined
+SELECT P.id, A.id, P.window_start
+FROM (SELECT * FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(`dateTime`), INTERVAL '5' SECOND))) P
+JOIN (SELECT * FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(`dateTime`), INTERVAL '5' SECOND))) A
+ON P.id = A.seller AND P.window_start = A.window_start AND P.window_end = A.window_end",
+        sink(
+            "joined",
+            "person BIGINT, auction BIGINT, window_start TIMESTAMP(3)",
+            "joined"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let window = |t: i64| t - t.rem_euclid(5_000);
+    let mut want = Vec::new();
+    for p in &people {
+        for a in auctions
+            .iter()
+            .filter(|a| a.seller == p.id && window(a.date_time) == window(p.date_time))
+        {
+            want.push(format!(
+                r#"{{"person":{},"auction":{},"window_start":"{}"}}"#,
+                p.id,
+                a.id,
+                flink_ts(window(p.date_time))
+            ));
+        }
+    }
+    want.sort();
+    assert!(
+        want.len() > 5,
+        "matches in the same window ({})",
+        want.len()
+    );
+    assert_eq!(sorted_values(&out), want);
+}
