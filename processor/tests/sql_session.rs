@@ -192,6 +192,27 @@ fn subqueries_plan_and_regular_top_n_is_refused() {
 }
 
 #[test]
+fn explain_shows_the_steps() {
+    let out = session()
+        .execute("EXPLAIN INSERT INTO out_t SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end")
+        .expect("explains");
+    let Some(Outcome::Rows { rows, .. }) = out.first() else {
+        panic!("rows")
+    };
+    let steps: Vec<String> = rows.iter().map(|r| r.join(": ")).collect();
+    assert_eq!(
+        steps,
+        vec![
+            "source: topic 'bids', event time from 'dateTime'",
+            "operator: sql_prepare",
+            "operator: window_aggregate",
+            "operator: sql_project",
+            "sink: topic 'out'",
+        ]
+    );
+}
+
+#[test]
 fn temporal_joins_are_refused() {
     assert_err(
         "INSERT INTO out_t SELECT b.auction, b.price FROM bid AS b JOIN bid FOR SYSTEM_TIME AS OF b.`dateTime` AS a ON a.auction = b.auction",
