@@ -819,3 +819,87 @@ ON P.id = A.seller AND P.window_start = A.window_start AND P.window_end = A.wind
     );
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_join_uses_the_version_valid_at_each_bid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(2_000, 3, 73);
+    let host = host_with_bids(dir.path(), &bids);
+    // Fee changes per channel every 7 s of event time, from 3 s after the first bid (so the
+    // first bids find no version); a compacted topic keyed by channel.
+    host.create_topic("fees", 2).expect("topic");
+    let end = bids.last().map_or(BASE_MS, |b| b.date_time) + 10_000;
+    let mut fees: Vec<(String, i64, i64)> = Vec::new();
+    let mut t = BASE_MS + 3_000;
+    let mut n = 0;
+    while t < end {
+        for (i, ch) in CHANNELS.iter().enumerate() {
+            n += 1;
+            fees.push((ch.to_string(), t + i as i64, n % 17 + 1));
+        }
+        t += 7_000;
+    }
+    for p in 0..2 {
+        let rows: Vec<(i64, String)> = fees
+            .iter()
+            .filter(|(ch, _, _)| CHANNELS.iter().position(|c| c == ch).unwrap_or(0) % 2 == p)
+            .map(|(ch, t, fee)| {
+                (
+                    *t,
+                    format!(
+                        r#"{{"channel":"{ch}","fee":{fee},"updated":"{}"}}"#,
+                        ts_text(*t)
+                    ),
+                )
+            })
+            .collect();
+        produce(&host, "fees", p as i32, &rows);
+    }
+    let fees_ddl = "CREATE TABLE channel_fees (channel STRING, fee BIGINT, updated TIMESTAMP(3),
+        PRIMARY KEY (channel) NOT ENFORCED, WATERMARK FOR updated AS updated)
+        WITH ('connector' = 'upsert-kafka', 'topic' = 'fees', 'key.format' = 'json', 'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset')";
+    let version = |b: &Bid| {
+        fees.iter()
+            .filter(|(ch, t, _)| *ch == b.channel && *t <= b.date_time)
+            .max_by_key(|(_, t, _)| *t)
+            .map(|(_, _, fee)| *fee)
+    };
+    for (join, outer) in [("JOIN", false), ("LEFT JOIN", true)] {
+        let script = format!(
+            "{BID_DDL};\n{fees_ddl};\n{};\nINSERT INTO charged
+SELECT B.auction, B.price, B.channel, F.fee, B.price * F.fee
+FROM bid AS B
+{join} channel_fees FOR SYSTEM_TIME AS OF B.`dateTime` AS F
+ON B.channel = F.channel",
+            sink(
+                "charged",
+                "auction BIGINT, price BIGINT, channel STRING, fee BIGINT, total BIGINT",
+                if outer { "charged-outer" } else { "charged" }
+            )
+        );
+        let out = run_sql(&host, &dir.path().join(join.replace(' ', "-")), &script, 1).await;
+        let mut want: Vec<String> = bids
+            .iter()
+            .filter_map(|b| match (version(b), outer) {
+                (Some(fee), _) => Some(format!(
+                    r#"{{"auction":{},"price":{},"channel":"{}","fee":{fee},"total":{}}}"#,
+                    b.auction,
+                    b.price,
+                    b.channel,
+                    b.price * fee
+                )),
+                (None, true) => Some(format!(
+                    r#"{{"auction":{},"price":{},"channel":"{}","fee":null,"total":null}}"#,
+                    b.auction, b.price, b.channel
+                )),
+                (None, false) => None,
+            })
+            .collect();
+        want.sort();
+        assert!(
+            bids.iter().any(|b| version(b).is_none()),
+            "some bids come before any fee"
+        );
+        assert_eq!(sorted_values(&out), want, "{join}");
+    }
+}

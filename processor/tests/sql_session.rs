@@ -213,12 +213,18 @@ fn explain_shows_the_steps() {
 }
 
 #[test]
-fn temporal_joins_are_refused() {
+fn temporal_joins_are_checked() {
     assert_err(
         "INSERT INTO out_t SELECT b.auction, b.price FROM bid AS b JOIN bid FOR SYSTEM_TIME AS OF b.`dateTime` AS a ON a.auction = b.auction",
         1,
-        68,
-        "temporal joins (FOR SYSTEM_TIME AS OF) are not supported yet",
+        64,
+        "'bid' is joined FOR SYSTEM_TIME AS OF, so it must be a versioned table: declare PRIMARY KEY (...) NOT ENFORCED and a WATERMARK",
+    );
+    assert_err(
+        "INSERT INTO out_t SELECT auction, price FROM bid FOR SYSTEM_TIME AS OF `dateTime`",
+        1,
+        50,
+        "FOR SYSTEM_TIME AS OF is supported only on the right-hand table of a JOIN",
     );
 }
 

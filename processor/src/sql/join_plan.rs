@@ -21,7 +21,7 @@ use super::regular_join::{JoinSide, SqlJoin};
 use super::scoped::ForInput;
 
 /// Which tables an expression reads: bit 0 left, bit 1 right.
-fn tables_read(e: &Expr, split: usize) -> u8 {
+pub(super) fn tables_read(e: &Expr, split: usize) -> u8 {
     match e {
         Expr::Col(i) => {
             if *i < split {
@@ -79,7 +79,7 @@ fn shift(e: Expr, by: usize) -> Expr {
 }
 
 /// Top-level AND conjuncts.
-fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+pub(super) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::And(a, b) => {
             conjuncts(*a, out);
@@ -228,6 +228,40 @@ pub(super) fn plan_join<'a>(
         }
         [] => unreachable!("plan_join is only called with a join"),
     };
+    // `JOIN t FOR SYSTEM_TIME AS OF ...`: a temporal join.
+    let rel_at = match &j.relation {
+        ast::TableFactor::Table { name, .. } => name
+            .0
+            .first()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.span.start),
+        _ => None,
+    };
+    if let Some(t) = ctx.temporal.iter().find(|t| Some(t.table_at) == rel_at) {
+        let (on, outer) = match &j.join_operator {
+            ast::JoinOperator::Join(ast::JoinConstraint::On(e))
+            | ast::JoinOperator::Inner(ast::JoinConstraint::On(e)) => (e, false),
+            ast::JoinOperator::Left(ast::JoinConstraint::On(e))
+            | ast::JoinOperator::LeftOuter(ast::JoinConstraint::On(e)) => (e, true),
+            _ => {
+                return Err(SqlError::span(
+                    j.relation.span(),
+                    "a temporal join is [INNER] JOIN or LEFT JOIN ... ON",
+                ))
+            }
+        };
+        ctx.temporal_used.set(ctx.temporal_used.get() + 1);
+        return super::temporal::plan_temporal(
+            builder,
+            &from.relation,
+            &j.relation,
+            on,
+            outer,
+            select,
+            ctx,
+            t,
+        );
+    }
     let on = match &j.join_operator {
         ast::JoinOperator::Join(ast::JoinConstraint::On(e))
         | ast::JoinOperator::Inner(ast::JoinConstraint::On(e)) => e,

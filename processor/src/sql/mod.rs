@@ -43,6 +43,7 @@ mod ops;
 mod planner;
 mod regular_join;
 mod scoped;
+mod temporal;
 mod topn;
 mod types;
 mod typing;
@@ -80,7 +81,7 @@ impl Catalog {
         self.tables.values()
     }
 
-    fn names(&self) -> String {
+    pub(crate) fn names(&self) -> String {
         if self.tables.is_empty() {
             "none".into()
         } else {

@@ -29,7 +29,7 @@ use super::error::SqlError;
 use super::expr::{
     coerce, contains_aggregate, func_name, plain_args, Compiler, Expr, Scope, ScopeCol, Typed,
 };
-use super::lex::{rewrite_table_args, Stmt, TABLE_ARG};
+use super::lex::{rewrite_table_args, strip_temporal, Stmt, Temporal, TABLE_ARG};
 use super::ops::{Decoder, OutCol, Stage, StageInput, StageSpec};
 use super::types::SqlType;
 use super::windows::tvf_window;
@@ -45,7 +45,7 @@ pub(crate) struct Planned {
 
 /// The tables an INSERT names (sink first), for making pipelines self-contained.
 pub(crate) fn tables_of(stmt: &Stmt) -> Result<Vec<String>, SqlError> {
-    let ins = parse_insert(stmt)?;
+    let (ins, _) = parse_insert(stmt)?;
     let (sink, _) = sink_name(&ins)?;
     let mut out = vec![sink];
     if let Some(q) = &ins.source {
@@ -71,19 +71,10 @@ fn tables_in(q: &ast::Query, out: &mut Vec<String>) {
     }
 }
 
-fn parse_insert(stmt: &Stmt) -> Result<ast::Insert, SqlError> {
-    // sqlparser's generic dialect does not parse Flink's temporal join; name it instead of
-    // reporting a syntax error.
-    let word = |i: usize, w: &str| matches!(stmt.tokens.get(i), Some(t) if matches!(&t.token, Token::Word(x) if x.value.eq_ignore_ascii_case(w)));
-    if let Some(i) = (0..stmt.tokens.len()).find(|&i| word(i, "FOR") && word(i + 1, "SYSTEM_TIME"))
-    {
-        return Err(SqlError::span(
-            stmt.tokens[i].span,
-            "temporal joins (FOR SYSTEM_TIME AS OF) are not supported yet",
-        ));
-    }
+fn parse_insert(stmt: &Stmt) -> Result<(ast::Insert, Vec<Temporal>), SqlError> {
+    let (tokens, temporal) = strip_temporal(&stmt.tokens)?;
     let dialect = GenericDialect {};
-    let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&stmt.tokens));
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&tokens));
     let s = p.parse_statement()?;
     let rest = p.peek_token();
     if rest.token != Token::EOF {
@@ -93,7 +84,7 @@ fn parse_insert(stmt: &Stmt) -> Result<ast::Insert, SqlError> {
         ));
     }
     match s {
-        ast::Statement::Insert(i) => Ok(i),
+        ast::Statement::Insert(i) => Ok((i, temporal)),
         _ => Err(SqlError::at(
             stmt.start,
             "expected an INSERT INTO ... SELECT statement",
@@ -236,6 +227,10 @@ pub(super) struct Ctx<'a> {
     pub(super) sink_span: Span,
     pub(super) options: &'a BTreeMap<String, String>,
     pub(super) at: Location,
+    /// `FOR SYSTEM_TIME AS OF` clauses cut from the statement.
+    pub(super) temporal: Vec<Temporal>,
+    /// How many of them a join planned (the rest were in a place we do not support).
+    pub(super) temporal_used: std::cell::Cell<usize>,
 }
 
 /// Plans `stmt` (an INSERT) against the catalog with the session's SET options.
@@ -245,7 +240,7 @@ pub(crate) fn plan_insert(
     options: &BTreeMap<String, String>,
     name: &str,
 ) -> Result<Planned, SqlError> {
-    let ins = parse_insert(stmt)?;
+    let (ins, temporal) = parse_insert(stmt)?;
     let at = stmt.start;
     if ins.overwrite {
         return Err(SqlError::at(
@@ -274,10 +269,18 @@ pub(crate) fn plan_insert(
         sink_span,
         options,
         at,
+        temporal,
+        temporal_used: std::cell::Cell::new(0),
     };
     let builder = apply_options(PipelineBuilder::new(name), options)?;
     let (builder, rows) = plan_query(builder, q, &ctx, Target::Sink(&sink_cols))?;
     let sources = rows.sources;
+    if let Some(t) = ctx.temporal.get(ctx.temporal_used.get()) {
+        return Err(SqlError::at(
+            t.at,
+            "FOR SYSTEM_TIME AS OF is supported only on the right-hand table of a JOIN",
+        ));
+    }
     let pipeline = builder.sink(sink.topic()).build().map_err(|e| {
         SqlError::at(
             at,
