@@ -11,14 +11,15 @@ use crate::plan::{Pipeline, PipelineBuilder};
 
 use super::ddl::TableDef;
 use super::error::SqlError;
-use super::expr::{Cmp, Compiler, Expr, Scope, ScopeCol};
+use super::expr::{Arith, Cmp, Compiler, Expr, Num, Scope, ScopeCol};
 use super::ops::StageInput;
 use super::planner::{
     bounded, decoder_for, input_of, parse_duration, plan_query, source_table, Ctx, Prepared,
     RowsOut, Target,
 };
-use super::regular_join::{JoinSide, SqlJoin};
+use super::regular_join::{JoinSide, SqlJoin, TimeBounds};
 use super::scoped::ForInput;
+use crate::value::Value;
 
 /// Which tables an expression reads: bit 0 left, bit 1 right.
 pub(super) fn tables_read(e: &Expr, split: usize) -> u8 {
@@ -49,6 +50,63 @@ pub(super) fn tables_read(e: &Expr, split: usize) -> u8 {
             .fold(tables_read(a, split), |m, x| m | tables_read(x, split)),
         Expr::Call(_, xs) => xs.iter().fold(0, |m, x| m | tables_read(x, split)),
     }
+}
+
+/// `time column ± interval` of one side: (right side?, offset in ms).
+fn time_term(e: &Expr, times: (Option<usize>, Option<usize>)) -> Option<(bool, i64)> {
+    let col = |i: usize| {
+        if Some(i) == times.0 {
+            Some((false, 0))
+        } else if Some(i) == times.1 {
+            Some((true, 0))
+        } else {
+            None
+        }
+    };
+    match e {
+        Expr::Col(i) => col(*i),
+        Expr::Arith(op @ (Arith::Add | Arith::Sub), Num::I64, a, b) => {
+            let (side, c) = time_term(a, times)?;
+            let Expr::Lit(Value::Int(k)) = **b else {
+                return None;
+            };
+            Some((side, if *op == Arith::Add { c + k } else { c - k }))
+        }
+        _ => None,
+    }
+}
+
+/// Bounds on `left time - right time` implied by `conds` (`times`: the row positions of
+/// both sides' event-time columns).
+fn time_bounds(conds: &[Expr], times: (Option<usize>, Option<usize>)) -> TimeBounds {
+    let mut b = TimeBounds::default();
+    for c in conds {
+        let Expr::Cmp(op, x, y) = c else { continue };
+        let (Some((xs, xc)), Some((ys, yc))) = (time_term(x, times), time_term(y, times)) else {
+            continue;
+        };
+        // x op y with x = side_x + xc, y = side_y + yc; write it as l - r op' k.
+        let (op, k) = match (xs, ys) {
+            (false, true) => (*op, yc - xc),
+            (true, false) => (
+                match op {
+                    Cmp::Ge => Cmp::Le,
+                    Cmp::Gt => Cmp::Lt,
+                    Cmp::Le => Cmp::Ge,
+                    Cmp::Lt => Cmp::Gt,
+                    other => *other,
+                },
+                xc - yc,
+            ),
+            _ => continue,
+        };
+        match op {
+            Cmp::Ge | Cmp::Gt => b.lower = Some(b.lower.map_or(k, |l| l.max(k))),
+            Cmp::Le | Cmp::Lt => b.upper = Some(b.upper.map_or(k, |u| u.min(k))),
+            _ => {}
+        }
+    }
+    b
 }
 
 /// Moves column references down by `by` (right-side expressions onto the right row).
@@ -336,6 +394,21 @@ fn join_two<'a>(
     if let Some(w) = &select.selection {
         conjuncts(Compiler::plain(&scope).condition(w)?, &mut conds);
     }
+    // Interval conditions between the two tables' event times bound the state.
+    let event_time = |side: &Side<'_>| match &side.src {
+        SideSrc::Table(t) => t
+            .watermark
+            .as_ref()
+            .and_then(|w| t.columns.iter().position(|c| c.name == w.column)),
+        SideSrc::Rows(_) => None,
+    };
+    let bounds = time_bounds(
+        &conds,
+        (
+            event_time(&sides[0]),
+            event_time(&sides[1]).map(|i| i + split),
+        ),
+    );
     let (mut lkeys, mut rkeys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     for c in conds {
         match c {
@@ -440,7 +513,7 @@ fn join_two<'a>(
     }
     let right = join_sides.pop().expect("two sides");
     let left = join_sides.pop().expect("two sides");
-    builder = builder.op(SqlJoin::new(left, right, ttl));
+    builder = builder.op(SqlJoin::new(left, right, ttl).with_bounds(bounds));
     Ok((
         builder,
         Prepared {
@@ -455,4 +528,58 @@ fn join_two<'a>(
             window: None,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plus(e: Expr, ms: i64) -> Expr {
+        Expr::Arith(
+            Arith::Add,
+            Num::I64,
+            Box::new(e),
+            Box::new(Expr::Lit(Value::Int(ms))),
+        )
+    }
+
+    #[test]
+    fn interval_conditions_become_bounds_on_the_time_difference() {
+        // left time at 0, right time at 5: l BETWEEN r - 10 AND r + 3 → l - r in [-10, 3].
+        let times = (Some(0), Some(5));
+        let conds = vec![
+            Expr::Cmp(
+                Cmp::Ge,
+                Box::new(Expr::Col(0)),
+                Box::new(plus(Expr::Col(5), -10)),
+            ),
+            Expr::Cmp(
+                Cmp::Le,
+                Box::new(Expr::Col(0)),
+                Box::new(plus(Expr::Col(5), 3)),
+            ),
+            Expr::Cmp(Cmp::Eq, Box::new(Expr::Col(1)), Box::new(Expr::Col(6))),
+        ];
+        assert_eq!(
+            time_bounds(&conds, times),
+            TimeBounds {
+                lower: Some(-10),
+                upper: Some(3)
+            }
+        );
+        // r >= l  ⇔  l - r <= 0.
+        let flipped = vec![Expr::Cmp(
+            Cmp::Ge,
+            Box::new(Expr::Col(5)),
+            Box::new(Expr::Col(0)),
+        )];
+        assert_eq!(
+            time_bounds(&flipped, times),
+            TimeBounds {
+                lower: None,
+                upper: Some(0)
+            }
+        );
+        assert_eq!(time_bounds(&conds, (None, Some(5))), TimeBounds::default());
+    }
 }

@@ -48,11 +48,21 @@ struct JoinState {
     buckets: BTreeMap<String, Bucket>,
 }
 
+/// Bounds on `left event time - right event time` from interval conditions
+/// (`l.ts BETWEEN r.ts - INTERVAL ... AND r.ts + INTERVAL ...`): rows that no future row of
+/// the other side can match leave the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TimeBounds {
+    pub(crate) lower: Option<i64>,
+    pub(crate) upper: Option<i64>,
+}
+
 /// The join operator; emits `Value::List(left row ++ right row)`.
 pub(crate) struct SqlJoin {
     sides: [JoinSide; 2],
     /// State TTL in milliseconds of event time.
     ttl: Option<i64>,
+    bounds: TimeBounds,
     state: JoinState,
 }
 
@@ -70,8 +80,17 @@ impl SqlJoin {
         SqlJoin {
             sides: [left, right],
             ttl,
+            bounds: TimeBounds::default(),
             state: JoinState::default(),
         }
+    }
+}
+
+impl SqlJoin {
+    /// Drops rows by the interval conditions between the two sides' event times.
+    pub(crate) fn with_bounds(mut self, bounds: TimeBounds) -> SqlJoin {
+        self.bounds = bounds;
+        self
     }
 }
 
@@ -134,7 +153,12 @@ impl Operator for SqlJoin {
     fn on_watermark(&mut self, watermark: i64, _out: &mut Collector) {
         let horizon = self.ttl.map(|ttl| watermark.saturating_sub(ttl));
         let ends = [self.sides[0].window_end, self.sides[1].window_end];
-        if horizon.is_none() && ends.iter().all(Option::is_none) {
+        let TimeBounds { lower, upper } = self.bounds;
+        if horizon.is_none()
+            && ends.iter().all(Option::is_none)
+            && lower.is_none()
+            && upper.is_none()
+        {
             return;
         }
         // Keep a row while its TTL lasts and its window (if any) is still open.
@@ -146,9 +170,15 @@ impl Operator for SqlJoin {
                         .is_some_and(|e| e - 1 > watermark)
                 })
         };
+        // Future rows have event times after the watermark: a left row matches right rows
+        // up to `ts - lower`, a right row left rows up to `ts + upper`.
         for b in self.state.buckets.values_mut() {
-            b.left.retain(|r| keep(r, ends[0]));
-            b.right.retain(|r| keep(r, ends[1]));
+            b.left.retain(|r| {
+                keep(r, ends[0]) && lower.is_none_or(|lo| r.0.saturating_sub(lo) > watermark)
+            });
+            b.right.retain(|r| {
+                keep(r, ends[1]) && upper.is_none_or(|hi| r.0.saturating_add(hi) > watermark)
+            });
         }
         self.state
             .buckets
@@ -254,5 +284,38 @@ mod tests {
         t.on_watermark(16, &mut out);
         t.process(ev(1, vec![Value::Int(1)], 17), &mut out);
         assert!(rows(&mut out).is_empty(), "the left row expired");
+    }
+}
+
+#[cfg(test)]
+mod interval_tests {
+    use super::*;
+
+    #[test]
+    fn interval_bounds_drop_rows_no_future_row_can_match() {
+        let side = || JoinSide {
+            decoder: None,
+            window_end: None,
+            filter: None,
+            keys: vec![Expr::Col(0)],
+        };
+        // l - r in [-10, 0]: a left row matches right rows up to 10 ms later.
+        let mut j = SqlJoin::new(side(), side(), None).with_bounds(TimeBounds {
+            lower: Some(-10),
+            upper: Some(0),
+        });
+        let mut out = Collector::default();
+        j.process(Event::new(Value::List(vec![Value::Int(1)]), 100), &mut out);
+        j.on_watermark(105, &mut out);
+        j.process(
+            Event::new(Value::List(vec![Value::Int(1)]), 108).from_input(1),
+            &mut out,
+        );
+        assert_eq!(out.take().len(), 1, "108 is within 10 ms of 100");
+        j.on_watermark(110, &mut out);
+        assert!(
+            j.state.buckets.is_empty(),
+            "neither row can match anything newer than 110"
+        );
     }
 }
