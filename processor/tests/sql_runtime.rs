@@ -112,6 +112,26 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
     )
     .await;
     assert_eq!(dead.len(), 3);
+    let strict_fields = run_sql(
+        &host,
+        &dir.path().join("d"),
+        &format!(
+            "{};{};INSERT INTO out_t SELECT id, n, ts FROM t",
+            table("t", ", 'json.fail-on-missing-field' = 'true'"),
+            sink("all-fields")
+        ),
+        1,
+    )
+    .await;
+    let ids: Vec<String> = strict_fields
+        .iter()
+        .filter_map(|r| r.value.clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "with json.fail-on-missing-field the record without n is skipped: {ids:?}"
+    );
     let letters: Vec<String> = read_all(&host, "dead")
         .into_iter()
         .filter_map(|r| r.value)

@@ -31,6 +31,8 @@ pub(crate) struct Decoder {
     pub(crate) computed: Vec<(usize, Expr)>,
     /// 'json.ignore-parse-errors': a bad field becomes NULL instead of skipping the record.
     pub(crate) lenient: bool,
+    /// 'json.fail-on-missing-field': a record without one of the fields does not fit.
+    pub(crate) require_all: bool,
 }
 
 impl Decoder {
@@ -40,7 +42,11 @@ impl Decoder {
         }
         let mut row = vec![Value::Null; self.width];
         for (i, name, ty) in &self.fields {
-            let raw = v.get(name).unwrap_or(&Value::Null);
+            let raw = match v.get(name) {
+                Some(x) => x,
+                None if self.require_all && !self.lenient => return None,
+                None => &Value::Null,
+            };
             row[*i] = match decode_field(raw, ty) {
                 Ok(x) => x,
                 Err(_) if self.lenient => Value::Null,

@@ -647,6 +647,7 @@ pub(super) fn decoder_for(t: &TableDef) -> Result<Decoder, SqlError> {
             .option("json.ignore-parse-errors")
             .or(t.option("value.json.ignore-parse-errors"))
             == Some("true"),
+        require_all: t.option("json.fail-on-missing-field") == Some("true"),
     })
 }
 

@@ -366,6 +366,7 @@ mod tests {
             width: 2,
             computed: Vec::new(),
             lenient: false,
+            require_all: false,
         }
     }
 
