@@ -43,6 +43,8 @@ mod ops;
 mod planner;
 mod regular_join;
 mod scoped;
+mod sink;
+mod sources;
 mod temporal;
 mod topn;
 mod types;

@@ -21,18 +21,19 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Span, Token};
 
-use crate::plan::{Input, Pipeline, PipelineBuilder};
+use crate::plan::{Pipeline, PipelineBuilder};
 use crate::window::WindowKind;
 
-use super::ddl::{key_fields, TableDef};
+use super::ddl::TableDef;
 use super::error::SqlError;
-use super::expr::{
-    coerce, contains_aggregate, func_name, plain_args, Compiler, Expr, Scope, ScopeCol, Typed,
-};
-use super::lex::{rewrite_table_args, strip_temporal, Stmt, Temporal, TABLE_ARG};
-use super::ops::{Decoder, OutCol, Stage, StageInput, StageSpec};
+use super::expr::{contains_aggregate, Compiler, Expr, Scope, Typed};
+use super::lex::{rewrite_table_args, strip_temporal, Stmt, Temporal};
+use super::ops::{Decoder, Stage, StageSpec};
+pub(super) use super::sink::outputs_for;
+use super::sink::sink_targets;
+pub(super) use super::sources::{bounded, input_of, source_table, Prepared};
+use super::sources::{single_source, source_of};
 use super::types::SqlType;
-use super::windows::tvf_window;
 use super::Catalog;
 
 /// A planned INSERT.
@@ -103,101 +104,6 @@ fn sink_name(ins: &ast::Insert) -> Result<(String, Span), SqlError> {
         other => Err(SqlError::span(
             ins.insert_token.0.span,
             format!("INSERT INTO {other}: the sink must be a plain table name"),
-        )),
-    }
-}
-
-/// The FROM relation: a table, or a window TVF over one.
-struct Source {
-    table: ast::Ident,
-    alias: Option<String>,
-    /// The window TVF: (function name, its arguments after the table, partition keys, span).
-    tvf: Option<(String, Vec<ast::Expr>, Vec<ast::Expr>, Span)>,
-}
-
-fn source_of(rel: &ast::TableFactor) -> Result<Source, SqlError> {
-    match rel {
-        ast::TableFactor::Table {
-            version: Some(v), ..
-        } => Err(SqlError::span(
-            rel.span(),
-            format!("temporal joins ({v}) are not supported yet"),
-        )),
-        ast::TableFactor::Table {
-            name,
-            alias,
-            args: None,
-            ..
-        } if name.0.len() == 1 => {
-            let id = name.0[0]
-                .as_ident()
-                .cloned()
-                .ok_or_else(|| SqlError::span(name.span(), "expected a table name"))?;
-            Ok(Source {
-                table: id,
-                alias: alias.as_ref().map(|a| a.name.value.clone()),
-                tvf: None,
-            })
-        }
-        ast::TableFactor::TableFunction {
-            expr: ast::Expr::Function(f),
-            alias,
-        } => {
-            let name = func_name(f);
-            let span = f.span();
-            if !matches!(name.as_str(), "TUMBLE" | "HOP" | "CUMULATE" | "SESSION") {
-                return Err(SqlError::span(span, format!("table function {name} is not supported; use TUMBLE, HOP, CUMULATE or SESSION")));
-            }
-            let args = plain_args(f)?;
-            let (first, rest) = args.split_first().ok_or_else(|| {
-                SqlError::span(
-                    span,
-                    format!("{name} needs a table argument: {name}(TABLE t, DESCRIPTOR(ts), ...)"),
-                )
-            })?;
-            let (table, keys) = match first {
-                ast::Expr::Function(t) if t.name.to_string() == TABLE_ARG => {
-                    let targs = plain_args(t)?;
-                    let table = match targs.first() {
-                        Some(ast::Expr::Identifier(id)) => id.clone(),
-                        _ => {
-                            return Err(SqlError::span(
-                                t.span(),
-                                format!("{name}: the first argument must be TABLE <table name>"),
-                            ))
-                        }
-                    };
-                    (table, targs[1..].iter().map(|e| (*e).clone()).collect())
-                }
-                other => {
-                    return Err(SqlError::span(
-                        other.span(),
-                        format!(
-                            "{name}: the first argument must be TABLE <table name>, not '{other}'"
-                        ),
-                    ))
-                }
-            };
-            Ok(Source {
-                table,
-                alias: alias.as_ref().map(|a| a.name.value.clone()),
-                tvf: Some((
-                    name,
-                    rest.iter().map(|e| (*e).clone()).collect(),
-                    keys,
-                    span,
-                )),
-            })
-        }
-        ast::TableFactor::MatchRecognize { .. } => Err(SqlError::span(
-            rel.span(),
-            "MATCH_RECOGNIZE is not supported yet",
-        )),
-        other => Err(SqlError::span(
-            other.span(),
-            format!(
-                "FROM {other} is not supported; read from a table or TABLE(TUMBLE(TABLE t, ...))"
-            ),
         )),
     }
 }
@@ -485,64 +391,6 @@ fn finish_select(
         },
     ))
 }
-
-/// The last stage's outputs for a target.
-pub(super) struct Outputs {
-    pub(super) outputs: Vec<OutCol>,
-    pub(super) key: Vec<usize>,
-    /// Names and types (for a Row target).
-    pub(super) cols: Cols,
-    /// Where window_start and window_end are among the outputs (for a Row target).
-    pub(super) window: Option<(usize, usize)>,
-    pub(super) to_sink: bool,
-}
-
-/// Maps the SELECT list onto the target.
-pub(super) fn outputs_for(
-    items: Vec<(String, Typed, Span)>,
-    target: &Target<'_>,
-    sink: &TableDef,
-    group_refs: Option<usize>,
-    window_in: Option<(usize, usize)>,
-) -> Result<Outputs, SqlError> {
-    match target {
-        Target::Sink(cols) => {
-            let (outputs, key) = sink_outputs(items, cols, sink, group_refs)?;
-            Ok(Outputs {
-                outputs,
-                key,
-                cols: Vec::new(),
-                window: None,
-                to_sink: true,
-            })
-        }
-        Target::Row => {
-            let at = |i: usize| items.iter().position(|(_, t, _)| t.e == Expr::Col(i));
-            let window = window_in.and_then(|(s, e)| Some((at(s)?, at(e)?)));
-            let cols = items
-                .iter()
-                .map(|(n, t, _)| (n.clone(), t.ty.clone()))
-                .collect();
-            let outputs = items
-                .into_iter()
-                .map(|(n, t, _)| OutCol {
-                    name: Arc::from(n.as_str()),
-                    expr: t.e,
-                    encode: None,
-                    in_value: true,
-                })
-                .collect();
-            Ok(Outputs {
-                outputs,
-                key: Vec::new(),
-                cols,
-                window,
-                to_sink: false,
-            })
-        }
-    }
-}
-
 fn first_words(s: &ast::SetExpr) -> String {
     s.to_string()
         .split_whitespace()
@@ -557,7 +405,7 @@ pub(super) fn iso(t: &TableDef) -> bool {
         == Some("ISO-8601")
 }
 
-fn is_aggregating(s: &ast::Select) -> bool {
+pub(super) fn is_aggregating(s: &ast::Select) -> bool {
     let grouped = match &s.group_by {
         ast::GroupByExpr::Expressions(v, _) => !v.is_empty(),
         ast::GroupByExpr::All(_) => true,
@@ -572,7 +420,7 @@ fn is_aggregating(s: &ast::Select) -> bool {
         })
 }
 
-fn uses_cols_from(e: &Expr, from: usize) -> bool {
+pub(super) fn uses_cols_from(e: &Expr, from: usize) -> bool {
     match e {
         Expr::Col(i) => *i >= from,
         Expr::Lit(_) => false,
@@ -696,263 +544,4 @@ fn select_items(
         }
     }
     Ok(out)
-}
-
-/// Sink columns the query fills, in query order: (position in the sink's physical columns).
-fn sink_targets(ins: &ast::Insert, sink: &TableDef) -> Result<Vec<usize>, SqlError> {
-    let physical: Vec<(usize, &super::ddl::ColumnDef)> = sink.physical().collect();
-    if ins.columns.is_empty() {
-        return Ok((0..physical.len()).collect());
-    }
-    ins.columns
-        .iter()
-        .map(|n| {
-            let name = n.to_string();
-            physical
-                .iter()
-                .position(|(_, c)| c.name == name)
-                .ok_or_else(|| {
-                    SqlError::span(
-                        n.span(),
-                        format!(
-                            "'{name}' is not a writable column of '{}'; columns: {}",
-                            sink.name,
-                            physical
-                                .iter()
-                                .map(|(_, c)| c.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })
-        })
-        .collect()
-}
-
-/// Can a query column of type `from` be written to a sink column of type `to`?
-fn assignable(from: &SqlType, to: &SqlType) -> bool {
-    from == to
-        || *from == SqlType::Null
-        || (from.is_numeric() && to.is_numeric())
-        || matches!((from, to), (SqlType::Timestamp(_), SqlType::Timestamp(_)))
-}
-
-/// Maps query columns onto the sink: outputs in sink order (unfilled columns NULL), the key.
-/// `group_refs`: for updating queries, the post-aggregation positions of the group keys (the
-/// record key defaults to the sink columns filled straight from them).
-pub(super) fn sink_outputs(
-    items: Vec<(String, Typed, Span)>,
-    targets: &[usize],
-    sink: &TableDef,
-    group_refs: Option<usize>,
-) -> Result<(Vec<OutCol>, Vec<usize>), SqlError> {
-    let physical: Vec<&super::ddl::ColumnDef> = sink.physical().map(|(_, c)| c).collect();
-    if items.len() != targets.len() {
-        let cols: Vec<&str> = targets.iter().map(|t| physical[*t].name.as_str()).collect();
-        return Err(SqlError::new(format!(
-            "INSERT INTO {} writes {} column(s) ({}), but the query produces {}",
-            sink.name,
-            targets.len(),
-            cols.join(", "),
-            items.len()
-        )));
-    }
-    let mut exprs: Vec<Option<Expr>> = vec![None; physical.len()];
-    for ((qname, t, span), target) in items.into_iter().zip(targets) {
-        let col = physical[*target];
-        if !assignable(&t.ty, &col.ty) {
-            return Err(SqlError::span(
-                span,
-                format!(
-                    "query column '{qname}' is {}, but sink column '{}' of '{}' is {}",
-                    t.ty, col.name, sink.name, col.ty
-                ),
-            ));
-        }
-        exprs[*target] = Some(coerce(t, &col.ty).e);
-    }
-    let keys = key_fields(sink);
-    let except_key = sink.option("value.fields-include") == Some("EXCEPT_KEY");
-    let outputs: Vec<OutCol> = physical
-        .iter()
-        .zip(exprs.iter())
-        .map(|(c, e)| OutCol {
-            name: Arc::from(c.name.as_str()),
-            expr: e.clone().unwrap_or(Expr::Lit(crate::value::Value::Null)),
-            encode: Some(c.ty.clone()),
-            in_value: !(except_key && keys.contains(&c.name)),
-        })
-        .collect();
-    let mut key: Vec<usize> = physical
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| keys.contains(&c.name))
-        .map(|(i, _)| i)
-        .collect();
-    if key.is_empty() {
-        if let Some(n_groups) = group_refs {
-            // An updating result is upserted: key it by the columns holding group keys.
-            key = exprs
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| matches!(e, Some(Expr::Col(i)) if *i < n_groups) || matches!(e, Some(Expr::Cast(inner, ..)) if matches!(**inner, Expr::Col(i) if i < n_groups)))
-                .map(|(i, _)| i)
-                .collect();
-            if key.is_empty() && n_groups > 0 {
-                return Err(SqlError::new(format!(
-                    "the GROUP BY result is an updating table, upserted by key; select the GROUP BY columns or declare PRIMARY KEY (...) NOT ENFORCED on '{}'",
-                    sink.name
-                )));
-            }
-        }
-    }
-    Ok((outputs, key))
-}
-
-/// What the stages after the sources work on: the scope, how a stage gets its row, the
-/// WHERE condition left for it, and the window TVF if any.
-pub(super) struct Prepared<'a> {
-    pub(super) scope: Scope,
-    pub(super) input: StageInput,
-    pub(super) filter: Option<Expr>,
-    pub(super) dead_letter: Option<Arc<str>>,
-    pub(super) tvf: Option<(WindowKind, Vec<ast::Expr>, Span)>,
-    /// The single source table (None after a join, whose output has no time attribute).
-    pub(super) table: Option<&'a TableDef>,
-    /// Row width before the TVF's window columns.
-    pub(super) width: usize,
-    pub(super) sources: Vec<String>,
-    /// Positions of window_start and window_end in the row the stages read.
-    pub(super) window: Option<(usize, usize)>,
-}
-
-/// Looks up a source table and checks it can be read.
-pub(super) fn source_table<'a>(
-    catalog: &'a Catalog,
-    id: &ast::Ident,
-    sink: &TableDef,
-    sink_span: Span,
-) -> Result<&'a TableDef, SqlError> {
-    let table = catalog.tables.get(&id.value).ok_or_else(|| {
-        SqlError::span(
-            id.span,
-            format!(
-                "table '{}' does not exist; known tables: {}",
-                id.value,
-                catalog.names()
-            ),
-        )
-    })?;
-    if table.is_upsert() {
-        return Err(SqlError::span(
-            id.span,
-            format!(
-                "reading the upsert-kafka table '{}' (a changelog) is not supported yet",
-                table.name
-            ),
-        ));
-    }
-    if table.topic() == sink.topic() {
-        return Err(SqlError::span(
-            sink_span,
-            format!(
-                "table '{}' reads topic '{}', which the INSERT also writes",
-                table.name,
-                sink.topic()
-            ),
-        ));
-    }
-    Ok(table)
-}
-
-/// The engine input for a table.
-pub(super) fn input_of(t: &TableDef) -> Input {
-    let mut input = Input::topic(t.topic());
-    if let Some(w) = &t.watermark {
-        input = input.event_time_field(&w.column);
-    }
-    if t.option("scan.startup.mode") == Some("latest-offset") {
-        input = input.from_latest();
-    }
-    input
-}
-
-pub(super) fn bounded(t: &TableDef) -> bool {
-    t.option("scan.bounded.mode") == Some("latest-offset")
-}
-
-fn single_source<'a>(
-    mut builder: PipelineBuilder,
-    relation: &ast::TableFactor,
-    select: &ast::Select,
-    catalog: &'a Catalog,
-    sink: &TableDef,
-    sink_span: Span,
-    at: sqlparser::tokenizer::Location,
-) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
-    let src = source_of(relation)?;
-    let table = source_table(catalog, &src.table, sink, sink_span)?;
-
-    // The input scope: the table's columns, then the TVF's window columns.
-    let qualifier = src.alias.clone().unwrap_or_else(|| table.name.clone());
-    let mut scope = table.scope(&qualifier);
-    let width = table.columns.len();
-    let mut tvf_kind = None;
-    if let Some((fname, args, keys, span)) = &src.tvf {
-        let kind = tvf_window(fname, args, keys, *span, table)?;
-        for (i, n) in ["window_start", "window_end", "window_time"]
-            .iter()
-            .enumerate()
-        {
-            scope.cols.push(ScopeCol {
-                name: n.to_string(),
-                qualifier: Some(qualifier.clone()),
-                ty: SqlType::Timestamp(3),
-                index: width + i,
-            });
-        }
-        tvf_kind = Some((kind, keys.clone(), *span));
-    }
-
-    let decoder = decoder_for(table).map_err(|e| e.or_at(at))?;
-    let filter = match &select.selection {
-        Some(w) => {
-            let c = Compiler::plain(&scope).condition(w)?;
-            if tvf_kind.is_some() && uses_cols_from(&c, width) && is_aggregating(select) {
-                return Err(SqlError::span(w.span(), "WHERE on window_start/window_end of an aggregated window TVF is not supported; use HAVING"));
-            }
-            Some(c)
-        }
-        None => None,
-    };
-
-    if let Some(w) = &table.watermark {
-        builder = builder.watermark_delay(Duration::from_millis(w.delay_ms as u64));
-    }
-    builder = builder.source(input_of(table));
-    if bounded(table) {
-        builder = builder.bounded();
-    }
-    let dead_letter: Option<Arc<str>> = table
-        .option("dead-letter.topic")
-        .map(|_| Arc::from("dead-letter"));
-    if let Some(t) = table.option("dead-letter.topic") {
-        builder = builder.side_output("dead-letter", t);
-    }
-
-    let window = tvf_kind.as_ref().map(|_| (width, width + 1));
-    Ok((
-        builder,
-        Prepared {
-            scope,
-            input: StageInput::Table(decoder),
-            filter,
-            dead_letter,
-            tvf: tvf_kind,
-            table: Some(table),
-            width,
-            sources: vec![table.topic().to_string()],
-            window,
-        },
-    ))
 }
