@@ -1,7 +1,7 @@
 //! `INSERT INTO sink SELECT ...` → a pipeline.
 //!
-//! Shapes (each a straight line of operators over one input, so operator order and thus
-//! checkpoint layout depend only on the SQL text):
+//! A plan is one straight line of operators, so operator order and thus checkpoint layout
+//! depend only on the SQL text. Shapes:
 //! - no aggregation: one [`Stage`] (decode, WHERE, projection, sink encoding); with a window
 //!   TVF (TUMBLE/HOP/CUMULATE) the stage emits one row per window;
 //! - aggregation: a stage computing group keys and aggregate arguments (`g0..`, `a0..`), the
@@ -9,8 +9,11 @@
 //!   aggregate without windows, emitted as an upsert per key), and a stage evaluating HAVING
 //!   and the SELECT list over `g0.., window_start, window_end, r0..`.
 //!
-//! Joins (planned later) fit the same scheme: inputs are tagged by index (as
-//! `WindowJoin`/`TableJoin` already do), and a join operator's output feeds the stages.
+//! - a join (`join_plan`, `temporal`): inputs are tagged by index; a subquery side's
+//!   operators run only on its input's events (`scoped::ForInput`); the join emits rows
+//!   (`Value::List`) that the stages above read;
+//! - a subquery in FROM (`derived`): its last stage emits rows instead of sink records; window
+//!   Top-N ranks them per window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
