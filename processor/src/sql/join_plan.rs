@@ -511,6 +511,16 @@ fn join_two<'a>(
             }
         }
     }
+    if let [a, b] = sources.as_slice() {
+        if a == b {
+            // The engine keeps read positions per topic-partition: two inputs of one topic
+            // would share them across a restart.
+            return Err(SqlError::span(
+                right.span(),
+                format!("joining topic '{a}' with itself is not supported yet"),
+            ));
+        }
+    }
     let right = join_sides.pop().expect("two sides");
     let left = join_sides.pop().expect("two sides");
     builder = builder.op(SqlJoin::new(left, right, ttl).with_bounds(bounds));

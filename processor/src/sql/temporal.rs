@@ -250,6 +250,15 @@ pub(super) fn plan_temporal<'a>(
             format!("'{}' is joined FOR SYSTEM_TIME AS OF, so it must be a versioned table: declare PRIMARY KEY (...) NOT ENFORCED and a WATERMARK", versioned.name),
         ));
     }
+    if probe.topic() == versioned.topic() {
+        return Err(SqlError::span(
+            vspan,
+            format!(
+                "joining topic '{}' with itself is not supported yet",
+                probe.topic()
+            ),
+        ));
+    }
     if pq == vq {
         return Err(SqlError::span(
             vspan,
