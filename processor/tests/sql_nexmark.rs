@@ -903,3 +903,29 @@ ON B.channel = F.channel",
         assert_eq!(sorted_values(&out), want, "{join}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_distinct_emits_each_combination_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 79);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO pairs SELECT DISTINCT bidder, channel FROM bid WHERE price > 15000",
+        sink("pairs", "bidder BIGINT, channel STRING", "pairs")
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let want: BTreeSet<String> = bids
+        .iter()
+        .filter(|b| b.price > 15_000)
+        .map(|b| format!(r#"{{"bidder":{},"channel":"{}"}}"#, b.bidder, b.channel))
+        .collect();
+    assert_eq!(out.len(), want.len(), "each pair once");
+    assert_eq!(sorted_values(&out), want.into_iter().collect::<Vec<_>>());
+    assert!(
+        out.iter().all(|r| r
+            .key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("{\"bidder\":"))),
+        "keyed by the pair"
+    );
+}

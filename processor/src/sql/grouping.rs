@@ -193,8 +193,10 @@ pub(super) fn plan_aggregate(
         }
         None => None,
     };
+    let compared = aggs.len();
     if aggs.is_empty() {
-        // GROUP BY without aggregates (a distinct projection): count to drive the operator.
+        // GROUP BY without aggregates (a distinct projection): count to drive the operator;
+        // the count is not part of the result, so a group is emitted once.
         aggs.push(AggCall {
             kind: AggKind::Count,
             arg: None,
@@ -283,7 +285,7 @@ pub(super) fn plan_aggregate(
         skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
         iso_timestamps: out.to_sink && iso(sink),
         dead_letter: None,
-        upsert: (!windowed).then_some(k),
+        upsert: (!windowed).then_some((k, compared)),
         as_row: !out.to_sink,
     }));
     Ok((

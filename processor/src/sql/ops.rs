@@ -99,9 +99,10 @@ pub(crate) struct StageSpec {
     pub(crate) iso_timestamps: bool,
     /// Side output for records that cannot be decoded.
     pub(crate) dead_letter: Option<Arc<str>>,
-    /// An updating (unwindowed GROUP BY) result: `Some(k)` with `k` group keys at the row's
-    /// start and the aggregate results after `window_start, window_end`.
-    pub(crate) upsert: Option<usize>,
+    /// An updating (unwindowed GROUP BY) result: `Some((k, n))` with `k` group keys at the
+    /// row's start and `n` aggregate results (compared for changes) after `window_start,
+    /// window_end`; `n = 0` for GROUP BY without aggregates (SELECT DISTINCT).
+    pub(crate) upsert: Option<(usize, usize)>,
     /// Emit the outputs as a row (`Value::List`) for an outer query instead of an object.
     pub(crate) as_row: bool,
 }
@@ -193,12 +194,18 @@ impl Stage {
 }
 
 impl Stage {
-    fn upsert(&mut self, k: usize, row: &[Value], event: &Event, out: &mut Collector) {
+    fn upsert(
+        &mut self,
+        (k, n): (usize, usize),
+        row: &[Value],
+        event: &Event,
+        out: &mut Collector,
+    ) {
         let json = |vs: &[Value]| {
             String::from_utf8_lossy(&Value::List(vs.to_vec()).to_json()).into_owned()
         };
         let group = json(&row[..k.min(row.len())]);
-        let aggs = json(row.get(k + 2..).unwrap_or(&[]));
+        let aggs = json(row.get(k + 2..k + 2 + n).unwrap_or(&[]));
         let prev = self.last.get(&group);
         if prev.is_some_and(|(a, _)| *a == aggs) {
             return; // unchanged: Flink emits nothing

@@ -260,12 +260,43 @@ pub(super) fn plan_select(
     target: Target<'_>,
 ) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let at = ctx.at;
-    if let Some(d) = &select.distinct {
-        return Err(SqlError::span(
-            select.select_token.0.span,
-            format!("SELECT {d} is not supported yet"),
-        ));
-    }
+    let distinct_select;
+    let select = match &select.distinct {
+        None | Some(ast::Distinct::All) => select,
+        Some(ast::Distinct::Distinct) => {
+            // SELECT DISTINCT a, b is GROUP BY a, b without aggregates (as Flink plans it).
+            let grouped =
+                matches!(&select.group_by, ast::GroupByExpr::Expressions(v, _) if !v.is_empty());
+            let mut exprs = Vec::new();
+            for item in &select.projection {
+                match item {
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. }
+                        if !grouped =>
+                    {
+                        exprs.push(e.clone())
+                    }
+                    other => {
+                        return Err(SqlError::span(
+                            other.span(),
+                            "SELECT DISTINCT is supported with listed columns and no GROUP BY",
+                        ))
+                    }
+                }
+            }
+            let mut s = select.clone();
+            s.distinct = None;
+            s.group_by = ast::GroupByExpr::Expressions(exprs, Vec::new());
+            distinct_select = s;
+            &distinct_select
+        }
+        Some(d) => {
+            return Err(SqlError::span(
+                select.select_token.0.span,
+                format!("SELECT {d} is not supported"),
+            ))
+        }
+    };
     if let Some(qual) = &select.qualify {
         return Err(SqlError::span(
             qual.span(),
