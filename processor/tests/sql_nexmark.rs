@@ -929,3 +929,73 @@ async fn select_distinct_emits_each_combination_once() {
         "keyed by the pair"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_aggregations_with_rows_range_and_unbounded_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 83);
+    let host = host_with_bids(dir.path(), &bids);
+    let mut by_auction: BTreeMap<i64, Vec<&Bid>> = BTreeMap::new();
+    for b in &bids {
+        by_auction.entry(b.auction).or_default().push(b);
+    }
+    for v in by_auction.values() {
+        assert!(
+            v.windows(2).all(|w| w[0].date_time < w[1].date_time),
+            "no ties within an auction: ROWS frames are deterministic"
+        );
+    }
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO over_rows
+SELECT auction, price,
+  COUNT(*) OVER (PARTITION BY auction ORDER BY `dateTime` ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
+  MAX(price) OVER (PARTITION BY auction ORDER BY `dateTime` ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+FROM bid",
+        sink("over_rows", "auction BIGINT, price BIGINT, n BIGINT, max_price BIGINT", "over-rows")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for v in by_auction.values() {
+        for (i, b) in v.iter().enumerate() {
+            let frame = &v[i.saturating_sub(2)..=i];
+            let max = frame.iter().map(|x| x.price).max().unwrap_or(0);
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"n":{},"max_price":{max}}}"#,
+                b.auction,
+                b.price,
+                frame.len()
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO over_range
+SELECT auction, price,
+  SUM(price) OVER (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW) AS recent,
+  COUNT(*) OVER (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW)
+FROM bid WHERE price > 100",
+        sink("over_range", "auction BIGINT, price BIGINT, recent BIGINT, n BIGINT", "over-range")
+    );
+    let out = run_sql(&host, &dir.path().join("range"), &script, 1).await;
+    let mut want = Vec::new();
+    for v in by_auction.values() {
+        let v: Vec<&&Bid> = v.iter().filter(|b| b.price > 100).collect();
+        for b in &v {
+            let frame: Vec<&&&Bid> = v
+                .iter()
+                .filter(|x| x.date_time >= b.date_time - 10_000 && x.date_time <= b.date_time)
+                .collect();
+            let sum: i64 = frame.iter().map(|x| x.price).sum();
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"recent":{sum},"n":{}}}"#,
+                b.auction,
+                b.price,
+                frame.len()
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}

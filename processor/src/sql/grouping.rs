@@ -23,9 +23,9 @@ use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
 /// A registered aggregate call.
 #[derive(Debug, Clone, PartialEq)]
-struct AggCall {
-    kind: AggKind,
-    arg: Option<Typed>,
+pub(super) struct AggCall {
+    pub(super) kind: AggKind,
+    pub(super) arg: Option<Typed>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -299,7 +299,7 @@ pub(super) fn plan_aggregate(
 }
 
 /// An aggregate call: COUNT(*), COUNT([DISTINCT] x), SUM/MIN/MAX/AVG(x).
-fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError> {
+pub(super) fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError> {
     let name = func_name(f);
     let span = f.span();
     if f.filter.is_some() {

@@ -40,6 +40,7 @@ mod grouping;
 mod join_plan;
 mod lex;
 mod ops;
+mod over;
 mod planner;
 mod regular_join;
 mod scoped;

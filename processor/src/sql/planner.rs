@@ -370,6 +370,20 @@ fn finish_select(
     } = prep;
     let sink = ctx.sink;
     let (cols, window);
+    if super::over::has_over(select) {
+        let prep = Prepared {
+            scope,
+            input,
+            filter,
+            dead_letter,
+            tvf: tvf_kind,
+            table,
+            width,
+            sources,
+            window: window_in,
+        };
+        return super::over::plan_over(builder, select, ctx, target, prep);
+    }
     if !is_aggregating(select) {
         // One stage: decode, filter, (windows), project.
         let mut windows = None;
@@ -544,6 +558,14 @@ pub(super) fn item_name(e: &ast::Expr) -> String {
 }
 
 /// The SELECT list compiled with `c` (`*` expands to the scope's columns).
+pub(super) fn select_items_with(
+    s: &ast::Select,
+    scope: &Scope,
+    c: &mut Compiler<'_>,
+) -> Result<Vec<(String, Typed, Span)>, SqlError> {
+    select_items(s, scope, c)
+}
+
 fn select_items(
     s: &ast::Select,
     scope: &Scope,
