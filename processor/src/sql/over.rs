@@ -395,7 +395,12 @@ pub(super) fn plan_over(
             hook: Some(&mut hook),
         },
     )?;
-    let (part, frame) = window.expect("has_over found an OVER call");
+    let Some((part, frame)) = window else {
+        return Err(SqlError::span(
+            span,
+            "an OVER aggregate must be a SELECT item (optionally inside arithmetic or CAST)",
+        ));
+    };
     // Stage 1: decode, WHERE, then row ++ partition keys ++ aggregate inputs.
     let mut pre: Vec<OutCol> = (0..width)
         .map(|i| OutCol {

@@ -297,11 +297,16 @@ pub(super) fn plan_temporal<'a>(
     let mut probe_keys = Vec::new();
     let mut table_keys = Vec::new();
     for k in &versioned.primary_key {
-        let i = versioned
-            .columns
-            .iter()
-            .position(|c| &c.name == k)
-            .expect("primary key columns were checked at CREATE TABLE");
+        // Checked at CREATE TABLE, but a catalog can also come from a file.
+        let Some(i) = versioned.columns.iter().position(|c| &c.name == k) else {
+            return Err(SqlError::span(
+                vspan,
+                format!(
+                    "PRIMARY KEY column '{k}' is not a column of '{}'",
+                    versioned.name
+                ),
+            ));
+        };
         let Some((_, e)) = pairs.iter().find(|(j, _)| *j == i) else {
             return Err(SqlError::span(on.span(), format!("a temporal join's ON must equate every PRIMARY KEY column of '{}'; '{k}' is missing", versioned.name)));
         };
