@@ -407,13 +407,13 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
             let from = if start > 0 {
                 start - 1
             } else if start < 0 {
-                (len + start).max(0)
+                len.saturating_add(start).max(0)
             } else {
                 0
             };
             let to = match n(2) {
                 Some(l) if l < 0 => return Value::Null,
-                Some(l) => (from + l).min(len),
+                Some(l) => from.saturating_add(l).min(len),
                 None => len,
             };
             if from >= to {
@@ -455,7 +455,16 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
         Func::Round(ceil, scale) => match (&args[0], scale) {
             (Value::Float(f), _) => Value::Float(if *ceil { f.ceil() } else { f.floor() }),
             (Value::Int(u), Some(s)) => {
-                let d = 10i64.pow(u32::from(*s));
+                let Some(d) = 10i64.checked_pow(u32::from(*s)) else {
+                    // |u| < 10^19 <= 10^s: the value is within (-1, 1).
+                    return Value::Int(if *ceil && *u > 0 {
+                        1
+                    } else if !*ceil && *u < 0 {
+                        -1
+                    } else {
+                        0
+                    });
+                };
                 let q = u.div_euclid(d);
                 Value::Int(if *ceil && u.rem_euclid(d) != 0 {
                     q + 1

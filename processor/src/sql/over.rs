@@ -123,7 +123,7 @@ impl OverAggregate {
                 results = vec![r; rows.len()];
             }
             Frame::Range(ms) => {
-                part.history.retain(|(t, _)| *t >= ts - ms);
+                part.history.retain(|(t, _)| *t >= ts.saturating_sub(ms));
                 part.history.extend(inputs.iter().map(|i| (ts, i.clone())));
                 let frame_rows: Vec<&Vec<Value>> = part.history.iter().map(|(_, r)| r).collect();
                 let r = frame_results(&aggs, &frame_rows);
