@@ -503,15 +503,15 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
                 TimeUnit::Millis(u) => ms - ms.rem_euclid(*u),
                 TimeUnit::Month => {
                     let c = civil(ms);
-                    days_from_civil(c.year, c.month, 1) * 86_400_000
+                    days_from_civil(c.year, c.month, 1).saturating_mul(86_400_000)
                 }
-                TimeUnit::Year => days_from_civil(civil(ms).year, 1, 1) * 86_400_000,
+                TimeUnit::Year => days_from_civil(civil(ms).year, 1, 1).saturating_mul(86_400_000),
             };
             if !ceil || floor == ms {
                 return Value::Int(floor);
             }
             Value::Int(match unit {
-                TimeUnit::Millis(u) => floor + u,
+                TimeUnit::Millis(u) => floor.saturating_add(*u),
                 TimeUnit::Month => {
                     let c = civil(ms);
                     let (y, m) = if c.month == 12 {
@@ -519,9 +519,11 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
                     } else {
                         (c.year, c.month + 1)
                     };
-                    days_from_civil(y, m, 1) * 86_400_000
+                    days_from_civil(y, m, 1).saturating_mul(86_400_000)
                 }
-                TimeUnit::Year => days_from_civil(civil(ms).year + 1, 1, 1) * 86_400_000,
+                TimeUnit::Year => {
+                    days_from_civil(civil(ms).year + 1, 1, 1).saturating_mul(86_400_000)
+                }
             })
         }
         Func::EpochToTimestamp(millis) => match n(0) {
@@ -538,7 +540,7 @@ fn iso_week(ms: i64) -> i64 {
     let days = ms.div_euclid(86_400_000);
     // The Thursday of this week decides the year.
     let thursday = days - i64::from(c.weekday) + 4;
-    let ty = civil(thursday * 86_400_000).year;
+    let ty = civil(thursday.saturating_mul(86_400_000)).year;
     let jan1 = days_from_civil(ty, 1, 1);
     (thursday - jan1) / 7 + 1
 }
