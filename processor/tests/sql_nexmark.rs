@@ -999,3 +999,66 @@ FROM bid WHERE price > 100",
     want.sort();
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q5_hot_items_self_join_of_window_aggregations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 89);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q5
+SELECT AuctionBids.auction, AuctionBids.num
+ FROM (
+   SELECT
+     auction,
+     count(*) AS num,
+     window_start AS starttime,
+     window_end AS endtime
+     FROM TABLE(
+             HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+ ) AS AuctionBids
+ JOIN (
+   SELECT
+     max(CountBids.num) AS maxn,
+     CountBids.starttime,
+     CountBids.endtime
+   FROM (
+     SELECT
+       count(*) AS num,
+       window_start AS starttime,
+       window_end AS endtime
+     FROM TABLE(
+                HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+     ) AS CountBids
+   GROUP BY CountBids.starttime, CountBids.endtime
+ ) AS MaxBids
+ ON AuctionBids.starttime = MaxBids.starttime AND
+    AuctionBids.endtime = MaxBids.endtime AND
+    AuctionBids.num >= MaxBids.maxn;",
+        sink("nexmark_q5", "auction BIGINT, num BIGINT", "q5")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
+    for b in &bids {
+        let mut start = b.date_time - b.date_time.rem_euclid(2_000);
+        while start > b.date_time - 10_000 {
+            *counts
+                .entry(start)
+                .or_default()
+                .entry(b.auction)
+                .or_default() += 1;
+            start -= 2_000;
+        }
+    }
+    let mut want = Vec::new();
+    for per in counts.values() {
+        let max = per.values().copied().max().unwrap_or(0);
+        for (a, n) in per.iter().filter(|(_, n)| **n >= max) {
+            want.push(format!(r#"{{"auction":{a},"num":{n}}}"#));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}

@@ -41,6 +41,7 @@ pub(super) fn plan_aggregate(
     dead_letter: Option<Arc<str>>,
     sink: &TableDef,
     target: &Target<'_>,
+    window_in: Option<(usize, usize)>,
 ) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
@@ -103,6 +104,19 @@ pub(super) fn plan_aggregate(
     }
     let k = keys.len();
     let (ws, we) = (k, k + 1);
+    // Window propagation: rows of a windowed subquery grouped by its window_start and
+    // window_end. Its rows carry event time window_end - 1, so a 1 ms tumbling window fires
+    // each group once, when the watermark passes the subquery's window (as Flink does).
+    let propagated = match window_in {
+        Some((s, e)) if window.is_none() => {
+            let at = |i: usize| keys.iter().position(|g| g.e == Expr::Col(i));
+            at(s).zip(at(e))
+        }
+        _ => None,
+    };
+    if propagated.is_some() {
+        window = Some((WindowKind::Tumbling { size: 1 }, None));
+    }
     let kind = window
         .as_ref()
         .map_or(WindowKind::Global, |(kind, _)| *kind);
@@ -268,7 +282,7 @@ pub(super) fn plan_aggregate(
         target,
         sink,
         (!windowed).then_some(k),
-        windowed.then_some((k, k + 1)),
+        propagated.or(windowed.then_some((k, k + 1))),
     )
     .map_err(|e| e.or_at(select.select_token.0.span.start))?;
     let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlparser::ast::{self as ast, Spanned};
 use sqlparser::tokenizer::Span;
 
-use crate::plan::{Pipeline, PipelineBuilder};
+use crate::plan::{Input, Pipeline, PipelineBuilder};
 
 use super::ddl::TableDef;
 use super::error::SqlError;
@@ -18,7 +18,7 @@ use super::planner::{
     RowsOut, Target,
 };
 use super::regular_join::{JoinSide, SqlJoin, TimeBounds};
-use super::scoped::ForInput;
+use super::scoped::{ForInput, Fork};
 use crate::value::Value;
 
 /// Which tables an expression reads: bit 0 left, bit 1 right.
@@ -474,6 +474,32 @@ fn join_two<'a>(
     if sides[0].bounded() {
         builder = builder.bounded();
     }
+    // The inputs; a topic read by both sides (a self-join) is read once and each record
+    // forked to both sides, since the engine keeps read positions per topic-partition.
+    let inputs: Vec<Input> = sides
+        .iter()
+        .map(|side| match &side.src {
+            SideSrc::Table(t) => input_of(t),
+            SideSrc::Rows(b) => b.0.inputs[0].clone(),
+        })
+        .collect();
+    let shared = inputs[0].topic == inputs[1].topic;
+    if shared {
+        if inputs[0].event_time != inputs[1].event_time || inputs[0].start != inputs[1].start {
+            return Err(SqlError::span(
+                right.span(),
+                format!(
+                    "both sides read topic '{}' with different event times or start positions; a self-join needs one reading of the topic",
+                    inputs[0].topic
+                ),
+            ));
+        }
+        builder = builder.source(inputs[0].clone()).op(Fork::new(0, 1));
+    } else {
+        for input in &inputs {
+            builder = builder.source(input.clone());
+        }
+    }
     let mut sources = Vec::new();
     let mut join_sides = Vec::new();
     let side_parts = [(lf, lkeys), (rf, rkeys)];
@@ -481,7 +507,6 @@ fn join_two<'a>(
         let window_end = side.window().filter(|_| window_join).map(|(_, e)| e);
         match side.src {
             SideSrc::Table(t) => {
-                builder = builder.source(input_of(t));
                 sources.push(t.topic().to_string());
                 join_sides.push(JoinSide {
                     decoder: Some(decoder_for(t)?),
@@ -492,9 +517,6 @@ fn join_two<'a>(
             }
             SideSrc::Rows(b) => {
                 let (p, rows) = *b;
-                for input in &p.inputs {
-                    builder = builder.source(input.clone());
-                }
                 for (name, topic) in &p.side_outputs {
                     builder = builder.side_output(name, topic);
                 }
@@ -511,15 +533,8 @@ fn join_two<'a>(
             }
         }
     }
-    if let [a, b] = sources.as_slice() {
-        if a == b {
-            // The engine keeps read positions per topic-partition: two inputs of one topic
-            // would share them across a restart.
-            return Err(SqlError::span(
-                right.span(),
-                format!("joining topic '{a}' with itself is not supported yet"),
-            ));
-        }
+    if shared {
+        sources.dedup();
     }
     let right = join_sides.pop().expect("two sides");
     let left = join_sides.pop().expect("two sides");

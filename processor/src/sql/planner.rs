@@ -425,6 +425,7 @@ fn finish_select(
             dead_letter,
             sink,
             &target,
+            window_in,
         )?;
         builder = b;
         cols = rows.cols;

@@ -58,3 +58,34 @@ impl Operator for ForInput {
         self.op.late_records()
     }
 }
+
+/// Reads one topic for two inputs: each event of input `from` is passed on and also copied
+/// as an event of input `to` (a self-join's second side).
+#[derive(Debug)]
+pub(crate) struct Fork {
+    from: usize,
+    to: usize,
+}
+
+impl Fork {
+    pub(crate) fn new(from: usize, to: usize) -> Fork {
+        Fork { from, to }
+    }
+}
+
+impl Operator for Fork {
+    fn name(&self) -> &str {
+        "sql_fork"
+    }
+
+    fn process(&mut self, event: Event, out: &mut Collector) {
+        if event.input == self.from {
+            let mut copy = event.clone();
+            copy.input = self.to;
+            out.emit(event);
+            out.emit(copy);
+        } else {
+            out.emit(event);
+        }
+    }
+}
