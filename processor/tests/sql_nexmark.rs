@@ -1062,3 +1062,54 @@ SELECT AuctionBids.auction, AuctionBids.num
     want.sort();
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q7_highest_bid_joins_bids_with_their_window_maximum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 97);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q7
+SELECT B.auction, B.price, B.bidder, B.`dateTime`, B.extra
+from bid B
+JOIN (
+  SELECT MAX(price) AS maxprice, window_end as `dateTime`
+  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY window_start, window_end
+) B1
+ON B.price = B1.maxprice
+WHERE B.`dateTime` BETWEEN B1.`dateTime`  - INTERVAL '10' SECOND AND B1.`dateTime`;",
+        sink(
+            "nexmark_q7",
+            "auction BIGINT, price BIGINT, bidder BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
+            "q7"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bids {
+        let e = max
+            .entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_insert(0);
+        *e = (*e).max(b.price);
+    }
+    let mut want = Vec::new();
+    for (start, m) in &max {
+        for b in bids
+            .iter()
+            .filter(|b| b.price == *m && b.date_time >= *start && b.date_time <= start + 10_000)
+        {
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"bidder":{},"dateTime":"{}","extra":"{}"}}"#,
+                b.auction,
+                b.price,
+                b.bidder,
+                flink_ts(b.date_time),
+                b.extra
+            ));
+        }
+    }
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(sorted_values(&out), want);
+}
