@@ -1113,3 +1113,57 @@ WHERE B.`dateTime` BETWEEN B1.`dateTime`  - INTERVAL '10' SECOND AND B1.`dateTim
     assert!(!want.is_empty());
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q15_bidding_statistics_with_filtered_aggregates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 101);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q15
+SELECT
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') as `day`,
+     count(*) AS total_bids,
+     count(*) filter (where price < 10000) AS rank1_bids,
+     count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
+     count(*) filter (where price >= 1000000) AS rank3_bids,
+     count(distinct bidder) AS total_bidders,
+     count(distinct bidder) filter (where price < 10000) AS rank1_bidders,
+     count(distinct bidder) filter (where price >= 10000 and price < 1000000) AS rank2_bidders,
+     count(distinct bidder) filter (where price >= 1000000) AS rank3_bidders,
+     count(distinct auction) AS total_auctions,
+     count(distinct auction) filter (where price < 10000) AS rank1_auctions,
+     count(distinct auction) filter (where price >= 10000 and price < 1000000) AS rank2_auctions,
+     count(distinct auction) filter (where price >= 1000000) AS rank3_auctions
+FROM bid
+GROUP BY DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
+        sink(
+            "nexmark_q15",
+            "`day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT, total_bidders BIGINT, rank1_bidders BIGINT, rank2_bidders BIGINT, rank3_bidders BIGINT, total_auctions BIGINT, rank1_auctions BIGINT, rank2_auctions BIGINT, rank3_auctions BIGINT",
+            "q15"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let last = out.last().expect("updates").clone();
+    assert_eq!(last.key.as_deref(), Some(r#"{"day":"2024-01-01"}"#));
+    let ranks = |lo: i64, hi: i64| bids.iter().filter(move |b| b.price >= lo && b.price < hi);
+    let distinct = |it: Box<dyn Iterator<Item = i64> + '_>| it.collect::<BTreeSet<i64>>().len();
+    let (r1, r2, r3) = ((0, 10_000), (10_000, 1_000_000), (1_000_000, i64::MAX));
+    let want = format!(
+        r#"{{"day":"2024-01-01","total_bids":{},"rank1_bids":{},"rank2_bids":{},"rank3_bids":{},"total_bidders":{},"rank1_bidders":{},"rank2_bidders":{},"rank3_bidders":{},"total_auctions":{},"rank1_auctions":{},"rank2_auctions":{},"rank3_auctions":{}}}"#,
+        bids.len(),
+        ranks(r1.0, r1.1).count(),
+        ranks(r2.0, r2.1).count(),
+        ranks(r3.0, r3.1).count(),
+        distinct(Box::new(bids.iter().map(|b| b.bidder))),
+        distinct(Box::new(ranks(r1.0, r1.1).map(|b| b.bidder))),
+        distinct(Box::new(ranks(r2.0, r2.1).map(|b| b.bidder))),
+        distinct(Box::new(ranks(r3.0, r3.1).map(|b| b.bidder))),
+        distinct(Box::new(bids.iter().map(|b| b.auction))),
+        distinct(Box::new(ranks(r1.0, r1.1).map(|b| b.auction))),
+        distinct(Box::new(ranks(r2.0, r2.1).map(|b| b.auction))),
+        distinct(Box::new(ranks(r3.0, r3.1).map(|b| b.auction))),
+    );
+    assert_eq!(last.value.as_deref(), Some(want.as_str()));
+    assert_eq!(out.len(), bids.len(), "total_bids changes with every bid");
+}

@@ -316,12 +316,6 @@ pub(super) fn plan_aggregate(
 pub(super) fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError> {
     let name = func_name(f);
     let span = f.span();
-    if f.filter.is_some() {
-        return Err(SqlError::span(
-            span,
-            format!("{name}(...) FILTER (WHERE ...) is not supported yet"),
-        ));
-    }
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(SqlError::span(span, format!("{name} needs an argument")));
     };
@@ -363,6 +357,26 @@ pub(super) fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall
             Some(Compiler::plain(scope).compile(e)?)
         }
         _ => return Err(SqlError::span(span, format!("{name} takes one argument"))),
+    };
+    // FILTER (WHERE c): aggregates skip NULL inputs, so rows failing `c` feed NULL.
+    let arg = match &f.filter {
+        None => arg,
+        Some(cond) => {
+            if contains_aggregate(cond) {
+                return Err(SqlError::span(
+                    cond.span(),
+                    "a FILTER condition cannot aggregate",
+                ));
+            }
+            let c = Compiler::plain(scope).condition(cond)?;
+            let (e, ty) = match arg {
+                Some(t) => (t.e, t.ty),
+                None => (Expr::Lit(crate::value::Value::Bool(true)), SqlType::Boolean),
+            };
+            let masked = Expr::Case(vec![(c, e)], Box::new(Expr::Lit(crate::value::Value::Null)));
+            // COUNT(*) counts the marker; other aggregates keep their argument's type.
+            Some(Typed::new(masked, ty))
+        }
     };
     Ok(AggCall { kind, arg })
 }
