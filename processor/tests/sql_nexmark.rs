@@ -1167,3 +1167,94 @@ GROUP BY DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
     assert_eq!(last.value.as_deref(), Some(want.as_str()));
     assert_eq!(out.len(), bids.len(), "total_bids changes with every bid");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q22_split_urls_and_q17_auction_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(1_500, 3, 103);
+    let host = host_with_bids(dir.path(), &bids);
+    // q22: directories of the URL.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q22
+SELECT
+    auction, bidder, price, channel,
+    SPLIT_INDEX(url, '/', 3) as dir1,
+    SPLIT_INDEX(url, '/', 4) as dir2,
+    SPLIT_INDEX(url, '/', 5) as dir3 FROM bid;",
+        sink("nexmark_q22", "auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, dir1 VARCHAR, dir2 VARCHAR, dir3 VARCHAR", "q22")
+    );
+    let out = run_sql(&host, &dir.path().join("q22"), &script, 1).await;
+    let json = |s: Option<&str>| s.map_or("null".to_string(), |x| format!("\"{x}\""));
+    let mut want: Vec<String> = bids
+        .iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.url.split('/').collect();
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"channel":"{}","dir1":{},"dir2":{},"dir3":{}}}"#,
+                b.auction,
+                b.bidder,
+                b.price,
+                b.channel,
+                json(parts.get(3).copied()),
+                json(parts.get(4).copied()),
+                json(parts.get(5).copied())
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    // q17: per auction and day, an updating result; the last update per key is final.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q17
+SELECT
+     auction,
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') as `day`,
+     count(*) AS total_bids,
+     count(*) filter (where price < 10000) AS rank1_bids,
+     count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
+     count(*) filter (where price >= 1000000) AS rank3_bids,
+     min(price) AS min_price,
+     max(price) AS max_price,
+     avg(price) AS avg_price,
+     sum(price) AS sum_price
+FROM bid
+GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
+        sink(
+            "nexmark_q17",
+            "auction BIGINT, `day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, avg_price BIGINT, sum_price BIGINT",
+            "q17"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("q17"), &script, 2).await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &out {
+        last.insert(
+            r.key.clone().expect("keyed"),
+            r.value.clone().expect("value"),
+        );
+    }
+    let mut per: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &bids {
+        per.entry(b.auction).or_default().push(b.price);
+    }
+    let want: BTreeMap<String, String> = per
+        .iter()
+        .map(|(a, ps)| {
+            let sum: i64 = ps.iter().sum();
+            let n = ps.len() as i64;
+            (
+                format!(r#"{{"auction":{a},"day":"2024-01-01"}}"#),
+                format!(
+                    r#"{{"auction":{a},"day":"2024-01-01","total_bids":{n},"rank1_bids":{},"rank2_bids":{},"rank3_bids":0,"min_price":{},"max_price":{},"avg_price":{},"sum_price":{sum}}}"#,
+                    ps.iter().filter(|p| **p < 10_000).count(),
+                    ps.iter().filter(|p| **p >= 10_000).count(),
+                    ps.iter().min().copied().unwrap_or(0),
+                    ps.iter().max().copied().unwrap_or(0),
+                    sum / n
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(last, want);
+}

@@ -47,6 +47,8 @@ pub(crate) enum Func {
     ConcatWs,
     Trim(Side),
     Replace,
+    /// SPLIT_INDEX(s, delimiter, n): the n-th (0-based) piece, NULL past the end.
+    SplitIndex,
     Position,
     Abs(Num),
     /// FLOOR/CEIL of a number: (ceil?, scale of a decimal input).
@@ -168,6 +170,13 @@ pub(crate) fn compile_call(
                 check(a, is_str(a), "strings", name, span)?;
             }
             call(Func::Replace, args, T::String)
+        }
+        "SPLIT_INDEX" => {
+            want(&args, 3..=3, name, span)?;
+            check(&args[0], is_str(&args[0]), "a string", name, span)?;
+            check(&args[1], is_str(&args[1]), "a delimiter string", name, span)?;
+            check(&args[2], args[2].ty.is_integer(), "an integer index", name, span)?;
+            call(Func::SplitIndex, args, T::String)
         }
         "POSITION" | "LOCATE" => {
             want(&args, 2..=2, name, span)?;
@@ -437,6 +446,12 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
         Func::Replace => match (s(0), s(1), s(2)) {
             (Some(x), Some(a), Some(b)) if !a.is_empty() => Value::str(&x.replace(a, b)),
             (Some(x), Some(_), Some(_)) => Value::str(x),
+            _ => Value::Null,
+        },
+        Func::SplitIndex => match (s(0), s(1), n(2)) {
+            (Some(x), Some(d), Some(i)) if !d.is_empty() && i >= 0 => {
+                x.split(d).nth(i as usize).map_or(Value::Null, Value::str)
+            }
             _ => Value::Null,
         },
         Func::Position => match (s(0), s(1)) {
