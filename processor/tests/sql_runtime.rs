@@ -235,3 +235,51 @@ async fn a_stopped_pipeline_restarted_from_its_sql_continues_exactly() {
         "every window exactly once across the restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_options_shape_keys_and_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("in", 1).expect("topic");
+    produce(
+        &host,
+        "in",
+        0,
+        &[
+            (
+                BASE_MS,
+                r#"{"id":1,"name":"a","ts":"2024-01-01 00:00:01.250"}"#.to_string(),
+            ),
+            (
+                BASE_MS,
+                r#"{"id":2,"ts":"2024-01-01 00:00:02"}"#.to_string(),
+            ),
+        ],
+    );
+    let source = "CREATE TABLE t (id INT, name STRING, ts TIMESTAMP(3)) WITH ('connector' = 'kafka', 'topic' = 'in', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset')";
+    // A column list (the others are NULL), key fields kept out of the value, nulls omitted,
+    // ISO-8601 timestamps.
+    let script = format!(
+        "{source};
+CREATE TABLE s (id INT, name STRING, ts TIMESTAMP(3), note STRING) WITH ('connector' = 'kafka', 'topic' = 'shaped', 'format' = 'json',
+  'key.format' = 'json', 'key.fields' = 'id', 'value.fields-include' = 'EXCEPT_KEY',
+  'json.encode.ignore-null-fields' = 'true', 'json.timestamp-format.standard' = 'ISO-8601');
+INSERT INTO s (id, name, ts) SELECT id, name, ts FROM t"
+    );
+    let out = run_sql(&host, &dir.path().join("a"), &script, 1).await;
+    let got: Vec<(Option<String>, Option<String>)> =
+        out.into_iter().map(|r| (r.key, r.value)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                Some(r#"{"id":1}"#.to_string()),
+                Some(r#"{"name":"a","ts":"2024-01-01T00:00:01.25"}"#.to_string())
+            ),
+            (
+                Some(r#"{"id":2}"#.to_string()),
+                Some(r#"{"ts":"2024-01-01T00:00:02"}"#.to_string())
+            ),
+        ]
+    );
+}
