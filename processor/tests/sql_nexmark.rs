@@ -168,6 +168,21 @@ GROUP BY B.bidder, SESSION(B.`dateTime`, INTERVAL '10' SECOND);",
         want.len()
     );
     assert_eq!(sorted_values(&out), want);
+
+    // The same with the SESSION window TVF (Flink 1.19+ syntax).
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO sessions_tvf
+SELECT bidder, COUNT(*) AS bid_count, window_start AS starttime, window_end AS endtime
+FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+GROUP BY bidder, window_start, window_end",
+        sink(
+            "sessions_tvf",
+            "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            "sessions-tvf"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("tvf"), &script, 2).await;
+    assert_eq!(sorted_values(&out), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1257,4 +1272,35 @@ GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
         })
         .collect();
     assert_eq!(last, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_tvfs_without_aggregation_give_a_row_per_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(500, 3, 107);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO hopped
+SELECT auction, window_start, window_end, window_time
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+WHERE price > 5000",
+        sink("hopped", "auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), window_time TIMESTAMP(3)", "hopped")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for b in bids.iter().filter(|b| b.price > 5000) {
+        let mut start = b.date_time - b.date_time.rem_euclid(2_000);
+        while start > b.date_time - 6_000 {
+            want.push(format!(
+                r#"{{"auction":{},"window_start":"{}","window_end":"{}","window_time":"{}"}}"#,
+                b.auction,
+                flink_ts(start),
+                flink_ts(start + 6_000),
+                flink_ts(start + 5_999)
+            ));
+            start -= 2_000;
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
 }

@@ -55,15 +55,27 @@ pub const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 pub fn ts_text(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rest = ms.rem_euclid(86_400_000);
-    // Only dates in January 2024 occur in these tests.
-    assert!(
-        (19_723..19_723 + 31).contains(&days),
-        "test dates stay in January 2024"
-    );
-    let day = days - 19_723 + 1;
+    // Days around the test dates, counted from 2023-12-01 (no leap day in between).
+    let mut d = days - 19_692; // 2023-12-01
+    let (mut year, mut month) = (2023, 12);
+    let lengths = |y: i64, m: i64| match m {
+        2 if y % 4 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    assert!(d >= 0, "test dates are after 2023-12-01");
+    while d >= lengths(year, month) {
+        d -= lengths(year, month);
+        month += 1;
+        if month == 13 {
+            month = 1;
+            year += 1;
+        }
+    }
     format!(
-        "2024-01-{:02} {:02}:{:02}:{:02}.{:03}",
-        day,
+        "{year}-{month:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        d + 1,
         rest / 3_600_000,
         rest / 60_000 % 60,
         rest / 1000 % 60,
