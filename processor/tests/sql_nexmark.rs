@@ -1304,3 +1304,58 @@ WHERE price > 5000",
     want.sort();
     assert_eq!(sorted_values(&out), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q18_last_bid_per_bidder_and_auction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 109);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};
+CREATE TABLE nexmark_q18 (
+    auction  BIGINT, bidder  BIGINT, price  BIGINT, channel  VARCHAR, url  VARCHAR,
+    `dateTime`  TIMESTAMP(3), extra  VARCHAR, PRIMARY KEY (auction, bidder) NOT ENFORCED
+) WITH ('connector' = 'upsert-kafka', 'topic' = 'q18', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO nexmark_q18
+SELECT auction, bidder, price, channel, url, `dateTime`, extra
+ FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction ORDER BY `dateTime` DESC) AS rank_number
+       FROM bid)
+ WHERE rank_number <= 1;"
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &out {
+        last.insert(
+            r.key.clone().expect("keyed"),
+            r.value.clone().expect("value"),
+        );
+    }
+    let mut want: BTreeMap<(i64, i64), &Bid> = BTreeMap::new();
+    for b in &bids {
+        let e = want.entry((b.auction, b.bidder)).or_insert(b);
+        assert!(
+            e.date_time != b.date_time || std::ptr::eq(*e, b),
+            "no ties per key"
+        );
+        if b.date_time > e.date_time {
+            *e = b;
+        }
+    }
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|((a, bd), b)| {
+            (
+                format!(r#"{{"auction":{a},"bidder":{bd}}}"#),
+                format!(
+                    r#"{{"auction":{a},"bidder":{bd},"price":{},"channel":"{}","url":"{}","dateTime":"{}","extra":"{}"}}"#,
+                    b.price,
+                    b.channel,
+                    b.url,
+                    flink_ts(b.date_time),
+                    b.extra
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(last, want);
+}

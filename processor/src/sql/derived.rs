@@ -16,7 +16,7 @@ use super::error::SqlError;
 use super::expr::{func_name, Compiler, Expr, Scope, ScopeCol};
 use super::ops::StageInput;
 use super::planner::{plan_query, plan_select, Cols, Ctx, Prepared, Target};
-use super::topn::{TopN, TopNSpec};
+use super::topn::{Dedup, TopN, TopNSpec};
 use super::types::SqlType;
 
 fn scope_of(cols: &Cols, qualifier: Option<&str>) -> Scope {
@@ -151,10 +151,9 @@ pub(super) fn plan_derived<'a>(
         partition.push(t.e);
     }
     let (true, true, Some((_, window_end))) = (has_start, has_end, rows.window) else {
-        return Err(SqlError::span(
-            f.span(),
-            "only window Top-N is supported: select window_start and window_end in the subquery and PARTITION BY window_start, window_end (regular Top-N would be an updating result)",
-        ));
+        return deduplicate(
+            builder, &middle, outer, spec, f, ctx, rn, cols, sources, partition, qualifier,
+        );
     };
     if spec.order_by.is_empty() || spec.window_frame.is_some() {
         return Err(SqlError::span(
@@ -221,5 +220,86 @@ fn prepared<'a>(
         width,
         sources,
         window,
+        upsert_key: None,
     }
+}
+
+/// Flink's deduplication: `ROW_NUMBER() OVER (PARTITION BY k ORDER BY <event time> [DESC])`
+/// filtered by `rownum = 1` keeps the first (or, descending, the last) row per key: an
+/// updating result, upserted by the partition keys.
+#[allow(clippy::too_many_arguments)]
+fn deduplicate<'a>(
+    mut builder: PipelineBuilder,
+    middle: &ast::Select,
+    outer: &ast::Select,
+    spec: &ast::WindowSpec,
+    f: &ast::Function,
+    ctx: &Ctx<'a>,
+    rn: String,
+    cols: Cols,
+    sources: Vec<String>,
+    partition: Vec<Expr>,
+    qualifier: Option<&str>,
+) -> Result<(PipelineBuilder, Prepared<'a>), SqlError> {
+    let refuse = || {
+        SqlError::span(
+            f.span(),
+            "only window Top-N (PARTITION BY window_start, window_end, ...) and deduplication (ORDER BY the event-time attribute, rownum = 1) are supported; regular Top-N is not yet",
+        )
+    };
+    // The event-time attribute of the subquery's table, selected as it is.
+    let rowtime = match middle.from.as_slice() {
+        [ast::TableWithJoins {
+            relation: ast::TableFactor::Table { name, .. },
+            joins,
+        }] if joins.is_empty() => name
+            .0
+            .first()
+            .and_then(|p| p.as_ident())
+            .and_then(|id| ctx.catalog.table(&id.value))
+            .and_then(|t| t.watermark.as_ref())
+            .map(|w| w.column.clone()),
+        _ => None,
+    };
+    let scope = scope_of(&cols, None);
+    let (time, keep_last) = match (spec.order_by.as_slice(), rowtime) {
+        ([o], Some(rt)) => {
+            let t = Compiler::plain(&scope).compile(&o.expr)?;
+            match t.e {
+                Expr::Col(i) if cols.get(i).is_some_and(|(n, _)| *n == rt) => {
+                    (i, matches!(o.options.sort, Some(ast::OrderBySort::Desc)))
+                }
+                _ => return Err(refuse()),
+            }
+        }
+        _ => return Err(refuse()),
+    };
+    let keys: Vec<usize> = partition
+        .iter()
+        .map(|p| match p {
+            Expr::Col(i) => Some(*i),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(refuse)?;
+    let mut conds = Vec::new();
+    if let Some(w) = &outer.selection {
+        conjuncts(w, &mut conds);
+    }
+    match conds.as_slice() {
+        [c] if rank_limit(c, &rn) == Some(1) => {}
+        _ => {
+            return Err(SqlError::span(
+                outer.select_token.0.span,
+                format!("deduplication needs exactly WHERE {rn} = 1 (or <= 1) in the outer query"),
+            ))
+        }
+    }
+    builder = builder.op(Dedup::new(partition, time, keep_last));
+    let mut out_cols = cols;
+    out_cols.push((rn, SqlType::BigInt));
+    let width = out_cols.len();
+    let mut p = prepared(scope_of(&out_cols, qualifier), None, width, sources, None);
+    p.upsert_key = Some(keys);
+    Ok((builder, p))
 }

@@ -281,7 +281,7 @@ pub(super) fn plan_aggregate(
         items,
         target,
         sink,
-        (!windowed).then_some(k),
+        (!windowed).then(|| (0..k).collect()),
         propagated.or(windowed.then_some((k, k + 1))),
     )
     .map_err(|e| e.or_at(select.select_token.0.span.start))?;

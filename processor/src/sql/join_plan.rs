@@ -551,6 +551,7 @@ fn join_two<'a>(
             width,
             sources,
             window: None,
+            upsert_key: None,
         },
     ))
 }

@@ -367,6 +367,7 @@ fn finish_select(
         width,
         sources,
         window: window_in,
+        upsert_key,
     } = prep;
     let sink = ctx.sink;
     let (cols, window);
@@ -381,8 +382,15 @@ fn finish_select(
             width,
             sources,
             window: window_in,
+            upsert_key,
         };
         return super::over::plan_over(builder, select, ctx, target, prep);
+    }
+    if upsert_key.is_some() && is_aggregating(select) {
+        return Err(SqlError::span(
+            select.select_token.0.span,
+            "aggregating a deduplicated (updating) result is not supported yet",
+        ));
     }
     if !is_aggregating(select) {
         // One stage: decode, filter, (windows), project.
@@ -394,7 +402,13 @@ fn finish_select(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
-        let out = outputs_for(items, &target, sink, None, window_in)
+        if upsert_key.is_some() && matches!(target, Target::Row) {
+            return Err(SqlError::span(
+                select.select_token.0.span,
+                "a deduplication inside a subquery is an updating result, which outer queries cannot read yet",
+            ));
+        }
+        let out = outputs_for(items, &target, sink, upsert_key, window_in)
             .map_err(|e| e.or_at(select.select_token.0.span.start))?;
         cols = out.cols;
         window = out.window;

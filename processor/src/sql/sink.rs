@@ -29,7 +29,7 @@ pub(super) fn outputs_for(
     items: Vec<(String, Typed, Span)>,
     target: &Target<'_>,
     sink: &TableDef,
-    group_refs: Option<usize>,
+    group_refs: Option<Vec<usize>>,
     window_in: Option<(usize, usize)>,
 ) -> Result<Outputs, SqlError> {
     match target {
@@ -116,7 +116,7 @@ fn sink_outputs(
     items: Vec<(String, Typed, Span)>,
     targets: &[usize],
     sink: &TableDef,
-    group_refs: Option<usize>,
+    group_refs: Option<Vec<usize>>,
 ) -> Result<(Vec<OutCol>, Vec<usize>), SqlError> {
     let physical: Vec<&super::ddl::ColumnDef> = sink.physical().map(|(_, c)| c).collect();
     if items.len() != targets.len() {
@@ -162,17 +162,23 @@ fn sink_outputs(
         .map(|(i, _)| i)
         .collect();
     if key.is_empty() {
-        if let Some(n_groups) = group_refs {
-            // An updating result is upserted: key it by the columns holding group keys.
+        if let Some(refs) = group_refs {
+            // An updating result is upserted: key it by the columns holding its key (the
+            // group keys, or a deduplication's partition keys).
+            let is_ref = |e: &Expr| matches!(e, Expr::Col(i) if refs.contains(i));
             key = exprs
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| matches!(e, Some(Expr::Col(i)) if *i < n_groups) || matches!(e, Some(Expr::Cast(inner, ..)) if matches!(**inner, Expr::Col(i) if i < n_groups)))
+                .filter(|(_, e)| match e {
+                    Some(Expr::Cast(inner, ..)) => is_ref(inner),
+                    Some(e) => is_ref(e),
+                    None => false,
+                })
                 .map(|(i, _)| i)
                 .collect();
-            if key.is_empty() && n_groups > 0 {
+            if key.is_empty() && !refs.is_empty() {
                 return Err(SqlError::new(format!(
-                    "the GROUP BY result is an updating table, upserted by key; select the GROUP BY columns or declare PRIMARY KEY (...) NOT ENFORCED on '{}'",
+                    "the result is an updating table, upserted by key; select its key columns (the GROUP BY or PARTITION BY columns) or declare PRIMARY KEY (...) NOT ENFORCED on '{}'",
                     sink.name
                 )));
             }

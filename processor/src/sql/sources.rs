@@ -129,6 +129,8 @@ pub(super) struct Prepared<'a> {
     pub(super) sources: Vec<String>,
     /// Positions of window_start and window_end in the row the stages read.
     pub(super) window: Option<(usize, usize)>,
+    /// The rows are an updating result keyed by these positions (a deduplication).
+    pub(super) upsert_key: Option<Vec<usize>>,
 }
 
 /// Looks up a source table and checks it can be read.
@@ -258,6 +260,7 @@ pub(super) fn single_source<'a>(
             width,
             sources: vec![table.topic().to_string()],
             window,
+            upsert_key: None,
         },
     ))
 }

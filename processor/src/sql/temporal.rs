@@ -360,6 +360,7 @@ pub(super) fn plan_temporal<'a>(
             width,
             sources: vec![probe.topic().to_string(), versioned.topic().to_string()],
             window: None,
+            upsert_key: None,
         },
     ))
 }

@@ -152,6 +152,85 @@ impl Operator for TopN {
     }
 }
 
+/// Keeps the first (or last) row per key by event time; emits `row ++ [1]` whenever the kept
+/// row changes (an upsert per key).
+pub(crate) struct Dedup {
+    partition: Vec<Expr>,
+    /// Row position of the event-time column.
+    time: usize,
+    keep_last: bool,
+    /// Key (JSON) → event time of the kept row.
+    kept: BTreeMap<String, i64>,
+}
+
+impl fmt::Debug for Dedup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedup")
+            .field("keep_last", &self.keep_last)
+            .finish()
+    }
+}
+
+impl Dedup {
+    pub(crate) fn new(partition: Vec<Expr>, time: usize, keep_last: bool) -> Dedup {
+        Dedup {
+            partition,
+            time,
+            keep_last,
+            kept: BTreeMap::new(),
+        }
+    }
+}
+
+impl Operator for Dedup {
+    fn name(&self) -> &str {
+        "sql_deduplicate"
+    }
+
+    fn process(&mut self, event: Event, out: &mut Collector) {
+        let Value::List(mut row) = event.value else {
+            return;
+        };
+        let Some(ts) = row.get(self.time).and_then(Value::as_i64) else {
+            return;
+        };
+        let part: Vec<Value> = self.partition.iter().map(|p| eval(p, &row)).collect();
+        let key = String::from_utf8_lossy(&Value::List(part).to_json()).into_owned();
+        // Keep last: a row at the same or a later time replaces the kept one (Flink's
+        // row-time deduplication); keep first: only an earlier row does.
+        let replaces = match self.kept.get(&key) {
+            None => true,
+            Some(&kept) if self.keep_last => ts >= kept,
+            Some(&kept) => ts < kept,
+        };
+        if replaces {
+            self.kept.insert(key, ts);
+            row.push(Value::Int(1));
+            out.emit(Event {
+                value: Value::List(row),
+                ..event
+            });
+        }
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, ProcessorError> {
+        serde_json::to_vec(&self.kept)
+            .map(Some)
+            .map_err(|e| ProcessorError::State {
+                operator: "sql_deduplicate".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
+        self.kept = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+            operator: "sql_deduplicate".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
