@@ -291,4 +291,23 @@ mod tests {
         a.on_watermark(100, &mut out);
         assert_eq!(out.take().len(), 1, "the second window");
     }
+
+    #[test]
+    fn dedup_keeps_the_last_or_first_row_per_key_across_a_restore() {
+        let row =
+            |k: &str, ts: i64| Event::new(Value::List(vec![Value::str(k), Value::Int(ts)]), ts);
+        for (keep_last, want) in [(true, vec![10, 20, 20]), (false, vec![10, 5])] {
+            let mut a = Dedup::new(vec![Expr::Col(0)], 1, keep_last);
+            let mut out = Collector::default();
+            a.process(row("k", 10), &mut out);
+            let snap = a.snapshot().expect("snapshot").expect("stateful");
+            let mut b = Dedup::new(vec![Expr::Col(0)], 1, keep_last);
+            b.restore(&snap).expect("restore");
+            for ts in [20, 5, 20] {
+                b.process(row("k", ts), &mut out);
+            }
+            let got: Vec<i64> = out.take().iter().map(|e| e.timestamp).collect();
+            assert_eq!(got, want, "keep_last = {keep_last}");
+        }
+    }
 }
