@@ -168,6 +168,21 @@ GROUP BY B.bidder, SESSION(B.`dateTime`, INTERVAL '10' SECOND);",
         want.len()
     );
     assert_eq!(sorted_values(&out), want);
+
+    // The same with the SESSION window TVF (Flink 1.19+ syntax).
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO sessions_tvf
+SELECT bidder, COUNT(*) AS bid_count, window_start AS starttime, window_end AS endtime
+FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+GROUP BY bidder, window_start, window_end",
+        sink(
+            "sessions_tvf",
+            "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            "sessions-tvf"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("tvf"), &script, 2).await;
+    assert_eq!(sorted_values(&out), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,4 +470,892 @@ FROM bid WHERE NOT (bidder < 2003)",
         .collect();
     want.sort();
     assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q3_local_item_suggestion_joins_auctions_with_sellers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 43);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let script = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO nexmark_q3
+SELECT
+    P.name, P.city, P.state, A.id
+FROM
+    auction AS A INNER JOIN person AS P on A.seller = P.id
+WHERE
+    A.category = 10 and (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA');",
+        sink(
+            "nexmark_q3",
+            "name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT",
+            "q3"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let by_id: BTreeMap<i64, &Person> = people.iter().map(|p| (p.id, p)).collect();
+    let mut want: Vec<String> = auctions
+        .iter()
+        .filter(|a| a.category == 10)
+        .filter_map(|a| by_id.get(&a.seller).map(|p| (a, p)))
+        .filter(|(_, p)| ["OR", "ID", "CA"].contains(&p.state.as_str()))
+        .map(|(a, p)| {
+            format!(
+                r#"{{"name":"{}","city":"{}","state":"{}","id":{}}}"#,
+                p.name, p.city, p.state, a.id
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(
+        want.len() > 20,
+        "the generator produces matches ({})",
+        want.len()
+    );
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwindowed_having_deletes_groups_it_drops_and_unchanged_groups_emit_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 47);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};
+CREATE TABLE low_max (auction BIGINT, max_price BIGINT, PRIMARY KEY (auction) NOT ENFORCED)
+WITH ('connector' = 'upsert-kafka', 'topic' = 'low-max', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO low_max SELECT auction, MAX(price) FROM bid GROUP BY auction HAVING MAX(price) < 19000"
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bids {
+        let m = max.entry(b.auction).or_insert(0);
+        *m = (*m).max(b.price);
+    }
+    let mut last: BTreeMap<i64, Option<i64>> = BTreeMap::new();
+    let mut per_key: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for r in &out {
+        let key = Value::from_json(r.key.as_deref().expect("keyed").as_bytes()).expect("json key");
+        let auction = key.get("auction").and_then(Value::as_i64).expect("auction");
+        let v = r.value.as_deref().map(|v| {
+            Value::from_json(v.as_bytes())
+                .expect("json")
+                .get("max_price")
+                .and_then(Value::as_i64)
+                .expect("max")
+        });
+        last.insert(auction, v);
+        per_key.entry(auction).or_default().push(v);
+    }
+    for (auction, m) in &max {
+        if *m < 19_000 {
+            assert_eq!(
+                last.get(auction),
+                Some(&Some(*m)),
+                "auction {auction}: its max"
+            );
+        } else {
+            assert!(
+                matches!(last.get(auction), None | Some(None)),
+                "auction {auction}: deleted or never shown"
+            );
+        }
+    }
+    assert!(
+        last.values().any(Option::is_none),
+        "some groups were deleted by a tombstone"
+    );
+    // MAX changes less often than rows arrive: unchanged results are not re-emitted.
+    for (auction, vs) in &per_key {
+        let shown: Vec<i64> = vs.iter().flatten().copied().collect();
+        assert!(
+            shown.windows(2).all(|w| w[0] < w[1]),
+            "auction {auction}: only changes are emitted: {vs:?}"
+        );
+    }
+    assert!(out.len() < bids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_top_n_over_an_aggregation_and_over_a_tvf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 53);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO top_auctions
+SELECT window_start, window_end, auction, num, rownum FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC, auction ASC) AS rownum
+  FROM (
+    SELECT window_start, window_end, auction, COUNT(*) AS num
+    FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+    GROUP BY window_start, window_end, auction
+  )
+) WHERE rownum <= 3",
+        sink("top_auctions", "window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rownum BIGINT", "top")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
+    for b in &bids {
+        *counts
+            .entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_default()
+            .entry(b.auction)
+            .or_default() += 1;
+    }
+    let mut want = Vec::new();
+    for (start, per) in &counts {
+        let mut v: Vec<(i64, i64)> = per.iter().map(|(a, n)| (*a, *n)).collect();
+        v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+        for (rank, (a, n)) in v.iter().take(3).enumerate() {
+            want.push(format!(
+                r#"{{"window_start":"{}","window_end":"{}","auction":{a},"num":{n},"rownum":{}}}"#,
+                flink_ts(*start),
+                flink_ts(start + 10_000),
+                rank + 1
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    // Top-N straight over the window TVF: the two highest bids of each window.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO top_bids
+SELECT window_start, auction, price, rownum FROM (
+  SELECT auction, price, window_start, window_end,
+         ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC, auction) AS rownum
+  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+) WHERE rownum <= 2",
+        sink("top_bids", "window_start TIMESTAMP(3), auction BIGINT, price BIGINT, rownum BIGINT", "top-bids")
+    );
+    let out = run_sql(&host, &dir.path().join("second"), &script, 1).await;
+    let mut per: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for b in &bids {
+        per.entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_default()
+            .push((b.price, b.auction));
+    }
+    let mut want = Vec::new();
+    for (start, mut v) in per {
+        v.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        for (rank, (p, a)) in v.iter().take(2).enumerate() {
+            want.push(format!(
+                r#"{{"window_start":"{}","auction":{a},"price":{p},"rownum":{}}}"#,
+                flink_ts(start),
+                rank + 1
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+/// People and auctions written to their topics.
+fn host_with_people_and_auctions(
+    dir: &std::path::Path,
+    people: &[Person],
+    auctions: &[Auction],
+) -> std::sync::Arc<eddy_processor::StorageHost> {
+    let host = eddy_processor::StorageHost::new(dir.join("logs"));
+    host.create_topic("persons", 2).expect("topic");
+    host.create_topic("auctions", 3).expect("topic");
+    for p in 0..2 {
+        let rows: Vec<(i64, String)> = people
+            .iter()
+            .filter(|x| x.id % 2 == p as i64)
+            .map(|x| (x.date_time, person_json(x)))
+            .collect();
+        produce(&host, "persons", p, &rows);
+    }
+    for p in 0..3 {
+        let rows: Vec<(i64, String)> = auctions
+            .iter()
+            .filter(|a| a.id % 3 == p as i64)
+            .map(|a| (a.date_time, auction_json(a)))
+            .collect();
+        produce(&host, "auctions", p, &rows);
+    }
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q8_monitor_new_users_joins_two_windowed_aggregations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 59);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let window = |t: i64| t - t.rem_euclid(10_000);
+    let sellers: BTreeSet<(i64, i64)> = auctions
+        .iter()
+        .map(|a| (a.seller, window(a.date_time)))
+        .collect();
+    let mut want: Vec<String> = people
+        .iter()
+        .filter(|p| sellers.contains(&(p.id, window(p.date_time))))
+        .map(|p| {
+            format!(
+                r#"{{"id":{},"name":"{}","starttime":"{}"}}"#,
+                p.id,
+                p.name,
+                flink_ts(window(p.date_time))
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(
+        want.len() > 10,
+        "the generator has new users selling at once ({})",
+        want.len()
+    );
+    let sink_ddl = sink(
+        "nexmark_q8",
+        "id BIGINT, name VARCHAR, starttime TIMESTAMP(3)",
+        "q8",
+    );
+    // Flink's q8 with legacy group windows, then the window TVF form.
+    let legacy = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{sink_ddl};\nINSERT INTO nexmark_q8
+SELECT P.id, P.name, P.starttime
+FROM (
+  SELECT P.id, P.name,
+         TUMBLE_START(P.`dateTime`, INTERVAL '10' SECOND) AS starttime,
+         TUMBLE_END(P.`dateTime`, INTERVAL '10' SECOND) AS endtime
+  FROM person P
+  GROUP BY P.id, P.name, TUMBLE(P.`dateTime`, INTERVAL '10' SECOND)
+) P
+JOIN (
+  SELECT A.seller,
+         TUMBLE_START(A.`dateTime`, INTERVAL '10' SECOND) AS starttime,
+         TUMBLE_END(A.`dateTime`, INTERVAL '10' SECOND) AS endtime
+  FROM auction A
+  GROUP BY A.seller, TUMBLE(A.`dateTime`, INTERVAL '10' SECOND)
+) A
+ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;"
+    );
+    let out = run_sql(&host, dir.path(), &legacy, 1).await;
+    assert_eq!(sorted_values(&out), want);
+    let tvf = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO nexmark_q8_tvf
+SELECT P.id, P.name, P.starttime
+FROM (
+  SELECT id, name, window_start AS starttime, window_end AS endtime
+  FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY id, name, window_start, window_end
+) P
+JOIN (
+  SELECT seller, window_start AS starttime, window_end AS endtime
+  FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY seller, window_start, window_end
+) A
+ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
+        sink(
+            "nexmark_q8_tvf",
+            "id BIGINT, name VARCHAR, starttime TIMESTAMP(3)",
+            "q8-tvf"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("tvf"), &tvf, 1).await;
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comma_join_with_a_time_range_condition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(50, 400, 61);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let bids = bids(1_500, 3, 67);
+    host.create_topic("bids", 3).expect("topic");
+    write_bids(&host, "bids", 3, &bids);
+    // Nexmark q4/q6's inner part: bids during their auction's lifetime.
+    let script = format!(
+        "{BID_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO winning
+SELECT A.id, B.price, A.category
+FROM auction A, bid B
+WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires AND B.price > 100",
+        sink(
+            "winning",
+            "id BIGINT, price BIGINT, category BIGINT",
+            "winning"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for a in &auctions {
+        for b in bids.iter().filter(|b| b.auction == a.id && b.price > 100) {
+            if b.date_time >= a.date_time && b.date_time <= a.expires {
+                want.push(format!(
+                    r#"{{"id":{},"price":{},"category":{}}}"#,
+                    a.id, b.price, a.category
+                ));
+            }
+        }
+    }
+    want.sort();
+    assert!(want.len() > 20, "bids fall into auctions ({})", want.len());
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_join_of_two_window_tvfs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (people, auctions) = people_and_auctions(200, 1_500, 71);
+    let host = host_with_people_and_auctions(dir.path(), &people, &auctions);
+    let script = format!(
+        "{PERSON_DDL};\n{AUCTION_DDL};\n{};\nINSERT INTO joined
+SELECT P.id, A.id, P.window_start
+FROM (SELECT * FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(`dateTime`), INTERVAL '5' SECOND))) P
+JOIN (SELECT * FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(`dateTime`), INTERVAL '5' SECOND))) A
+ON P.id = A.seller AND P.window_start = A.window_start AND P.window_end = A.window_end",
+        sink(
+            "joined",
+            "person BIGINT, auction BIGINT, window_start TIMESTAMP(3)",
+            "joined"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let window = |t: i64| t - t.rem_euclid(5_000);
+    let mut want = Vec::new();
+    for p in &people {
+        for a in auctions
+            .iter()
+            .filter(|a| a.seller == p.id && window(a.date_time) == window(p.date_time))
+        {
+            want.push(format!(
+                r#"{{"person":{},"auction":{},"window_start":"{}"}}"#,
+                p.id,
+                a.id,
+                flink_ts(window(p.date_time))
+            ));
+        }
+    }
+    want.sort();
+    assert!(
+        want.len() > 5,
+        "matches in the same window ({})",
+        want.len()
+    );
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_join_uses_the_version_valid_at_each_bid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(2_000, 3, 73);
+    let host = host_with_bids(dir.path(), &bids);
+    // Fee changes per channel every 7 s of event time, from 3 s after the first bid (so the
+    // first bids find no version); a compacted topic keyed by channel.
+    host.create_topic("fees", 2).expect("topic");
+    let end = bids.last().map_or(BASE_MS, |b| b.date_time) + 10_000;
+    let mut fees: Vec<(String, i64, i64)> = Vec::new();
+    let mut t = BASE_MS + 3_000;
+    let mut n = 0;
+    while t < end {
+        for (i, ch) in CHANNELS.iter().enumerate() {
+            n += 1;
+            fees.push((ch.to_string(), t + i as i64, n % 17 + 1));
+        }
+        t += 7_000;
+    }
+    for p in 0..2 {
+        let rows: Vec<(i64, String)> = fees
+            .iter()
+            .filter(|(ch, _, _)| CHANNELS.iter().position(|c| c == ch).unwrap_or(0) % 2 == p)
+            .map(|(ch, t, fee)| {
+                (
+                    *t,
+                    format!(
+                        r#"{{"channel":"{ch}","fee":{fee},"updated":"{}"}}"#,
+                        ts_text(*t)
+                    ),
+                )
+            })
+            .collect();
+        produce(&host, "fees", p as i32, &rows);
+    }
+    let fees_ddl = "CREATE TABLE channel_fees (channel STRING, fee BIGINT, updated TIMESTAMP(3),
+        PRIMARY KEY (channel) NOT ENFORCED, WATERMARK FOR updated AS updated)
+        WITH ('connector' = 'upsert-kafka', 'topic' = 'fees', 'key.format' = 'json', 'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset')";
+    let version = |b: &Bid| {
+        fees.iter()
+            .filter(|(ch, t, _)| *ch == b.channel && *t <= b.date_time)
+            .max_by_key(|(_, t, _)| *t)
+            .map(|(_, _, fee)| *fee)
+    };
+    for (join, outer) in [("JOIN", false), ("LEFT JOIN", true)] {
+        let script = format!(
+            "{BID_DDL};\n{fees_ddl};\n{};\nINSERT INTO charged
+SELECT B.auction, B.price, B.channel, F.fee, B.price * F.fee
+FROM bid AS B
+{join} channel_fees FOR SYSTEM_TIME AS OF B.`dateTime` AS F
+ON B.channel = F.channel",
+            sink(
+                "charged",
+                "auction BIGINT, price BIGINT, channel STRING, fee BIGINT, total BIGINT",
+                if outer { "charged-outer" } else { "charged" }
+            )
+        );
+        let out = run_sql(&host, &dir.path().join(join.replace(' ', "-")), &script, 1).await;
+        let mut want: Vec<String> = bids
+            .iter()
+            .filter_map(|b| match (version(b), outer) {
+                (Some(fee), _) => Some(format!(
+                    r#"{{"auction":{},"price":{},"channel":"{}","fee":{fee},"total":{}}}"#,
+                    b.auction,
+                    b.price,
+                    b.channel,
+                    b.price * fee
+                )),
+                (None, true) => Some(format!(
+                    r#"{{"auction":{},"price":{},"channel":"{}","fee":null,"total":null}}"#,
+                    b.auction, b.price, b.channel
+                )),
+                (None, false) => None,
+            })
+            .collect();
+        want.sort();
+        assert!(
+            bids.iter().any(|b| version(b).is_none()),
+            "some bids come before any fee"
+        );
+        assert_eq!(sorted_values(&out), want, "{join}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_distinct_emits_each_combination_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 79);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO pairs SELECT DISTINCT bidder, channel FROM bid WHERE price > 15000",
+        sink("pairs", "bidder BIGINT, channel STRING", "pairs")
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let want: BTreeSet<String> = bids
+        .iter()
+        .filter(|b| b.price > 15_000)
+        .map(|b| format!(r#"{{"bidder":{},"channel":"{}"}}"#, b.bidder, b.channel))
+        .collect();
+    assert_eq!(out.len(), want.len(), "each pair once");
+    assert_eq!(sorted_values(&out), want.into_iter().collect::<Vec<_>>());
+    assert!(
+        out.iter().all(|r| r
+            .key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("{\"bidder\":"))),
+        "keyed by the pair"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_aggregations_with_rows_range_and_unbounded_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 83);
+    let host = host_with_bids(dir.path(), &bids);
+    let mut by_auction: BTreeMap<i64, Vec<&Bid>> = BTreeMap::new();
+    for b in &bids {
+        by_auction.entry(b.auction).or_default().push(b);
+    }
+    for v in by_auction.values() {
+        assert!(
+            v.windows(2).all(|w| w[0].date_time < w[1].date_time),
+            "no ties within an auction: ROWS frames are deterministic"
+        );
+    }
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO over_rows
+SELECT auction, price,
+  COUNT(*) OVER (PARTITION BY auction ORDER BY `dateTime` ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
+  MAX(price) OVER (PARTITION BY auction ORDER BY `dateTime` ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+FROM bid",
+        sink("over_rows", "auction BIGINT, price BIGINT, n BIGINT, max_price BIGINT", "over-rows")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for v in by_auction.values() {
+        for (i, b) in v.iter().enumerate() {
+            let frame = &v[i.saturating_sub(2)..=i];
+            let max = frame.iter().map(|x| x.price).max().unwrap_or(0);
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"n":{},"max_price":{max}}}"#,
+                b.auction,
+                b.price,
+                frame.len()
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO over_range
+SELECT auction, price,
+  SUM(price) OVER (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW) AS recent,
+  COUNT(*) OVER (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW)
+FROM bid WHERE price > 100",
+        sink("over_range", "auction BIGINT, price BIGINT, recent BIGINT, n BIGINT", "over-range")
+    );
+    let out = run_sql(&host, &dir.path().join("range"), &script, 1).await;
+    let mut want = Vec::new();
+    for v in by_auction.values() {
+        let v: Vec<&&Bid> = v.iter().filter(|b| b.price > 100).collect();
+        for b in &v {
+            let frame: Vec<&&&Bid> = v
+                .iter()
+                .filter(|x| x.date_time >= b.date_time - 10_000 && x.date_time <= b.date_time)
+                .collect();
+            let sum: i64 = frame.iter().map(|x| x.price).sum();
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"recent":{sum},"n":{}}}"#,
+                b.auction,
+                b.price,
+                frame.len()
+            ));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q5_hot_items_self_join_of_window_aggregations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 89);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q5
+SELECT AuctionBids.auction, AuctionBids.num
+ FROM (
+   SELECT
+     auction,
+     count(*) AS num,
+     window_start AS starttime,
+     window_end AS endtime
+     FROM TABLE(
+             HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+ ) AS AuctionBids
+ JOIN (
+   SELECT
+     max(CountBids.num) AS maxn,
+     CountBids.starttime,
+     CountBids.endtime
+   FROM (
+     SELECT
+       count(*) AS num,
+       window_start AS starttime,
+       window_end AS endtime
+     FROM TABLE(
+                HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+     ) AS CountBids
+   GROUP BY CountBids.starttime, CountBids.endtime
+ ) AS MaxBids
+ ON AuctionBids.starttime = MaxBids.starttime AND
+    AuctionBids.endtime = MaxBids.endtime AND
+    AuctionBids.num >= MaxBids.maxn;",
+        sink("nexmark_q5", "auction BIGINT, num BIGINT", "q5")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut counts: BTreeMap<i64, BTreeMap<i64, i64>> = BTreeMap::new();
+    for b in &bids {
+        let mut start = b.date_time - b.date_time.rem_euclid(2_000);
+        while start > b.date_time - 10_000 {
+            *counts
+                .entry(start)
+                .or_default()
+                .entry(b.auction)
+                .or_default() += 1;
+            start -= 2_000;
+        }
+    }
+    let mut want = Vec::new();
+    for per in counts.values() {
+        let max = per.values().copied().max().unwrap_or(0);
+        for (a, n) in per.iter().filter(|(_, n)| **n >= max) {
+            want.push(format!(r#"{{"auction":{a},"num":{n}}}"#));
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q7_highest_bid_joins_bids_with_their_window_maximum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 97);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q7
+SELECT B.auction, B.price, B.bidder, B.`dateTime`, B.extra
+from bid B
+JOIN (
+  SELECT MAX(price) AS maxprice, window_end as `dateTime`
+  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+  GROUP BY window_start, window_end
+) B1
+ON B.price = B1.maxprice
+WHERE B.`dateTime` BETWEEN B1.`dateTime`  - INTERVAL '10' SECOND AND B1.`dateTime`;",
+        sink(
+            "nexmark_q7",
+            "auction BIGINT, price BIGINT, bidder BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
+            "q7"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bids {
+        let e = max
+            .entry(b.date_time - b.date_time.rem_euclid(10_000))
+            .or_insert(0);
+        *e = (*e).max(b.price);
+    }
+    let mut want = Vec::new();
+    for (start, m) in &max {
+        for b in bids
+            .iter()
+            .filter(|b| b.price == *m && b.date_time >= *start && b.date_time <= start + 10_000)
+        {
+            want.push(format!(
+                r#"{{"auction":{},"price":{},"bidder":{},"dateTime":"{}","extra":"{}"}}"#,
+                b.auction,
+                b.price,
+                b.bidder,
+                flink_ts(b.date_time),
+                b.extra
+            ));
+        }
+    }
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q15_bidding_statistics_with_filtered_aggregates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 101);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q15
+SELECT
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') as `day`,
+     count(*) AS total_bids,
+     count(*) filter (where price < 10000) AS rank1_bids,
+     count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
+     count(*) filter (where price >= 1000000) AS rank3_bids,
+     count(distinct bidder) AS total_bidders,
+     count(distinct bidder) filter (where price < 10000) AS rank1_bidders,
+     count(distinct bidder) filter (where price >= 10000 and price < 1000000) AS rank2_bidders,
+     count(distinct bidder) filter (where price >= 1000000) AS rank3_bidders,
+     count(distinct auction) AS total_auctions,
+     count(distinct auction) filter (where price < 10000) AS rank1_auctions,
+     count(distinct auction) filter (where price >= 10000 and price < 1000000) AS rank2_auctions,
+     count(distinct auction) filter (where price >= 1000000) AS rank3_auctions
+FROM bid
+GROUP BY DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
+        sink(
+            "nexmark_q15",
+            "`day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT, total_bidders BIGINT, rank1_bidders BIGINT, rank2_bidders BIGINT, rank3_bidders BIGINT, total_auctions BIGINT, rank1_auctions BIGINT, rank2_auctions BIGINT, rank3_auctions BIGINT",
+            "q15"
+        )
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let last = out.last().expect("updates").clone();
+    assert_eq!(last.key.as_deref(), Some(r#"{"day":"2024-01-01"}"#));
+    let ranks = |lo: i64, hi: i64| bids.iter().filter(move |b| b.price >= lo && b.price < hi);
+    let distinct = |it: Box<dyn Iterator<Item = i64> + '_>| it.collect::<BTreeSet<i64>>().len();
+    let (r1, r2, r3) = ((0, 10_000), (10_000, 1_000_000), (1_000_000, i64::MAX));
+    let want = format!(
+        r#"{{"day":"2024-01-01","total_bids":{},"rank1_bids":{},"rank2_bids":{},"rank3_bids":{},"total_bidders":{},"rank1_bidders":{},"rank2_bidders":{},"rank3_bidders":{},"total_auctions":{},"rank1_auctions":{},"rank2_auctions":{},"rank3_auctions":{}}}"#,
+        bids.len(),
+        ranks(r1.0, r1.1).count(),
+        ranks(r2.0, r2.1).count(),
+        ranks(r3.0, r3.1).count(),
+        distinct(Box::new(bids.iter().map(|b| b.bidder))),
+        distinct(Box::new(ranks(r1.0, r1.1).map(|b| b.bidder))),
+        distinct(Box::new(ranks(r2.0, r2.1).map(|b| b.bidder))),
+        distinct(Box::new(ranks(r3.0, r3.1).map(|b| b.bidder))),
+        distinct(Box::new(bids.iter().map(|b| b.auction))),
+        distinct(Box::new(ranks(r1.0, r1.1).map(|b| b.auction))),
+        distinct(Box::new(ranks(r2.0, r2.1).map(|b| b.auction))),
+        distinct(Box::new(ranks(r3.0, r3.1).map(|b| b.auction))),
+    );
+    assert_eq!(last.value.as_deref(), Some(want.as_str()));
+    assert_eq!(out.len(), bids.len(), "total_bids changes with every bid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q22_split_urls_and_q17_auction_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(1_500, 3, 103);
+    let host = host_with_bids(dir.path(), &bids);
+    // q22: directories of the URL.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q22
+SELECT
+    auction, bidder, price, channel,
+    SPLIT_INDEX(url, '/', 3) as dir1,
+    SPLIT_INDEX(url, '/', 4) as dir2,
+    SPLIT_INDEX(url, '/', 5) as dir3 FROM bid;",
+        sink("nexmark_q22", "auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, dir1 VARCHAR, dir2 VARCHAR, dir3 VARCHAR", "q22")
+    );
+    let out = run_sql(&host, &dir.path().join("q22"), &script, 1).await;
+    let json = |s: Option<&str>| s.map_or("null".to_string(), |x| format!("\"{x}\""));
+    let mut want: Vec<String> = bids
+        .iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.url.split('/').collect();
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"channel":"{}","dir1":{},"dir2":{},"dir3":{}}}"#,
+                b.auction,
+                b.bidder,
+                b.price,
+                b.channel,
+                json(parts.get(3).copied()),
+                json(parts.get(4).copied()),
+                json(parts.get(5).copied())
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+
+    // q17: per auction and day, an updating result; the last update per key is final.
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO nexmark_q17
+SELECT
+     auction,
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') as `day`,
+     count(*) AS total_bids,
+     count(*) filter (where price < 10000) AS rank1_bids,
+     count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
+     count(*) filter (where price >= 1000000) AS rank3_bids,
+     min(price) AS min_price,
+     max(price) AS max_price,
+     avg(price) AS avg_price,
+     sum(price) AS sum_price
+FROM bid
+GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');",
+        sink(
+            "nexmark_q17",
+            "auction BIGINT, `day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, avg_price BIGINT, sum_price BIGINT",
+            "q17"
+        )
+    );
+    let out = run_sql(&host, &dir.path().join("q17"), &script, 2).await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &out {
+        last.insert(
+            r.key.clone().expect("keyed"),
+            r.value.clone().expect("value"),
+        );
+    }
+    let mut per: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &bids {
+        per.entry(b.auction).or_default().push(b.price);
+    }
+    let want: BTreeMap<String, String> = per
+        .iter()
+        .map(|(a, ps)| {
+            let sum: i64 = ps.iter().sum();
+            let n = ps.len() as i64;
+            (
+                format!(r#"{{"auction":{a},"day":"2024-01-01"}}"#),
+                format!(
+                    r#"{{"auction":{a},"day":"2024-01-01","total_bids":{n},"rank1_bids":{},"rank2_bids":{},"rank3_bids":0,"min_price":{},"max_price":{},"avg_price":{},"sum_price":{sum}}}"#,
+                    ps.iter().filter(|p| **p < 10_000).count(),
+                    ps.iter().filter(|p| **p >= 10_000).count(),
+                    ps.iter().min().copied().unwrap_or(0),
+                    ps.iter().max().copied().unwrap_or(0),
+                    sum / n
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(last, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_tvfs_without_aggregation_give_a_row_per_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(500, 3, 107);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};\n{};\nINSERT INTO hopped
+SELECT auction, window_start, window_end, window_time
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+WHERE price > 5000",
+        sink("hopped", "auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), window_time TIMESTAMP(3)", "hopped")
+    );
+    let out = run_sql(&host, dir.path(), &script, 1).await;
+    let mut want = Vec::new();
+    for b in bids.iter().filter(|b| b.price > 5000) {
+        let mut start = b.date_time - b.date_time.rem_euclid(2_000);
+        while start > b.date_time - 6_000 {
+            want.push(format!(
+                r#"{{"auction":{},"window_start":"{}","window_end":"{}","window_time":"{}"}}"#,
+                b.auction,
+                flink_ts(start),
+                flink_ts(start + 6_000),
+                flink_ts(start + 5_999)
+            ));
+            start -= 2_000;
+        }
+    }
+    want.sort();
+    assert_eq!(sorted_values(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q18_last_bid_per_bidder_and_auction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bids = bids(N, 3, 109);
+    let host = host_with_bids(dir.path(), &bids);
+    let script = format!(
+        "{BID_DDL};
+CREATE TABLE nexmark_q18 (
+    auction  BIGINT, bidder  BIGINT, price  BIGINT, channel  VARCHAR, url  VARCHAR,
+    `dateTime`  TIMESTAMP(3), extra  VARCHAR, PRIMARY KEY (auction, bidder) NOT ENFORCED
+) WITH ('connector' = 'upsert-kafka', 'topic' = 'q18', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO nexmark_q18
+SELECT auction, bidder, price, channel, url, `dateTime`, extra
+ FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction ORDER BY `dateTime` DESC) AS rank_number
+       FROM bid)
+ WHERE rank_number <= 1;"
+    );
+    let out = run_sql(&host, dir.path(), &script, 2).await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for r in &out {
+        last.insert(
+            r.key.clone().expect("keyed"),
+            r.value.clone().expect("value"),
+        );
+    }
+    let mut want: BTreeMap<(i64, i64), &Bid> = BTreeMap::new();
+    for b in &bids {
+        let e = want.entry((b.auction, b.bidder)).or_insert(b);
+        assert!(
+            e.date_time != b.date_time || std::ptr::eq(*e, b),
+            "no ties per key"
+        );
+        if b.date_time > e.date_time {
+            *e = b;
+        }
+    }
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|((a, bd), b)| {
+            (
+                format!(r#"{{"auction":{a},"bidder":{bd}}}"#),
+                format!(
+                    r#"{{"auction":{a},"bidder":{bd},"price":{},"channel":"{}","url":"{}","dateTime":"{}","extra":"{}"}}"#,
+                    b.price,
+                    b.channel,
+                    b.url,
+                    flink_ts(b.date_time),
+                    b.extra
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(last, want);
 }

@@ -117,6 +117,29 @@ fn hopping_puts_each_event_in_size_over_slide_windows() {
 }
 
 #[test]
+fn cumulating_windows_grow_by_step_up_to_size() {
+    let mut w = op(
+        WindowKind::Cumulating { size: 10, step: 5 },
+        0,
+        LatePolicy::Drop,
+    );
+    let mut out = Collector::default();
+    w.process(ev("a", 1, 3), &mut out); // [0,5) and [0,10)
+    w.process(ev("a", 10, 7), &mut out); // [0,10)
+    w.process(ev("a", 100, 12), &mut out); // [10,15) and [10,20)
+    w.on_watermark(100, &mut out);
+    assert_eq!(
+        rows(&mut out),
+        vec![
+            r("a", 0, 5, 1, 1),
+            r("a", 0, 10, 2, 11),
+            r("a", 10, 15, 1, 100),
+            r("a", 10, 20, 1, 100)
+        ]
+    );
+}
+
+#[test]
 fn sessions_merge_when_they_touch_and_split_on_gaps() {
     let mut w = op(WindowKind::Session { gap: 10 }, 0, LatePolicy::Drop);
     let mut out = Collector::default();
@@ -242,6 +265,7 @@ fn invalid_windows_are_refused() {
         WindowKind::Tumbling { size: 0 },
         WindowKind::Hopping { size: 10, slide: 3 },
         WindowKind::Session { gap: -1 },
+        WindowKind::Cumulating { size: 10, step: 3 },
     ] {
         let e = WindowAggregate::new(WindowSpec {
             kind,

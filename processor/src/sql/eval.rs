@@ -200,7 +200,8 @@ pub(crate) fn cast(v: &Value, from: &SqlType, to: &SqlType) -> Value {
         (T::Int | T::BigInt, T::Decimal(p, s), Value::Int(i)) => dec(rescale(*i, 0, *s), *p),
         (T::Decimal(_, s), T::Int | T::BigInt, Value::Int(u)) => {
             // Truncates toward zero, as Flink's decimal-to-integer cast does.
-            let t = u / 10i64.pow(u32::from(*s));
+            // Scales past 18 digits divide everything a row can hold down to 0.
+            let t = 10i64.checked_pow(u32::from(*s)).map_or(0, |d| u / d);
             if *to == T::Int {
                 Value::Int(i64::from(t as i32))
             } else {

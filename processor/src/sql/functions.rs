@@ -47,6 +47,8 @@ pub(crate) enum Func {
     ConcatWs,
     Trim(Side),
     Replace,
+    /// SPLIT_INDEX(s, delimiter, n): the n-th (0-based) piece, NULL past the end.
+    SplitIndex,
     Position,
     Abs(Num),
     /// FLOOR/CEIL of a number: (ceil?, scale of a decimal input).
@@ -168,6 +170,13 @@ pub(crate) fn compile_call(
                 check(a, is_str(a), "strings", name, span)?;
             }
             call(Func::Replace, args, T::String)
+        }
+        "SPLIT_INDEX" => {
+            want(&args, 3..=3, name, span)?;
+            check(&args[0], is_str(&args[0]), "a string", name, span)?;
+            check(&args[1], is_str(&args[1]), "a delimiter string", name, span)?;
+            check(&args[2], args[2].ty.is_integer(), "an integer index", name, span)?;
+            call(Func::SplitIndex, args, T::String)
         }
         "POSITION" | "LOCATE" => {
             want(&args, 2..=2, name, span)?;
@@ -407,13 +416,13 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
             let from = if start > 0 {
                 start - 1
             } else if start < 0 {
-                (len + start).max(0)
+                len.saturating_add(start).max(0)
             } else {
                 0
             };
             let to = match n(2) {
                 Some(l) if l < 0 => return Value::Null,
-                Some(l) => (from + l).min(len),
+                Some(l) => from.saturating_add(l).min(len),
                 None => len,
             };
             if from >= to {
@@ -439,6 +448,12 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
             (Some(x), Some(_), Some(_)) => Value::str(x),
             _ => Value::Null,
         },
+        Func::SplitIndex => match (s(0), s(1), n(2)) {
+            (Some(x), Some(d), Some(i)) if !d.is_empty() && i >= 0 => {
+                x.split(d).nth(i as usize).map_or(Value::Null, Value::str)
+            }
+            _ => Value::Null,
+        },
         Func::Position => match (s(0), s(1)) {
             (Some(needle), Some(hay)) => Value::Int(match hay.find(needle) {
                 Some(b) => hay[..b].chars().count() as i64 + 1,
@@ -455,7 +470,16 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
         Func::Round(ceil, scale) => match (&args[0], scale) {
             (Value::Float(f), _) => Value::Float(if *ceil { f.ceil() } else { f.floor() }),
             (Value::Int(u), Some(s)) => {
-                let d = 10i64.pow(u32::from(*s));
+                let Some(d) = 10i64.checked_pow(u32::from(*s)) else {
+                    // |u| < 10^19 <= 10^s: the value is within (-1, 1).
+                    return Value::Int(if *ceil && *u > 0 {
+                        1
+                    } else if !*ceil && *u < 0 {
+                        -1
+                    } else {
+                        0
+                    });
+                };
                 let q = u.div_euclid(d);
                 Value::Int(if *ceil && u.rem_euclid(d) != 0 {
                     q + 1
@@ -494,15 +518,15 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
                 TimeUnit::Millis(u) => ms - ms.rem_euclid(*u),
                 TimeUnit::Month => {
                     let c = civil(ms);
-                    days_from_civil(c.year, c.month, 1) * 86_400_000
+                    days_from_civil(c.year, c.month, 1).saturating_mul(86_400_000)
                 }
-                TimeUnit::Year => days_from_civil(civil(ms).year, 1, 1) * 86_400_000,
+                TimeUnit::Year => days_from_civil(civil(ms).year, 1, 1).saturating_mul(86_400_000),
             };
             if !ceil || floor == ms {
                 return Value::Int(floor);
             }
             Value::Int(match unit {
-                TimeUnit::Millis(u) => floor + u,
+                TimeUnit::Millis(u) => floor.saturating_add(*u),
                 TimeUnit::Month => {
                     let c = civil(ms);
                     let (y, m) = if c.month == 12 {
@@ -510,9 +534,11 @@ pub(crate) fn call(f: &Func, args: Vec<Value>) -> Value {
                     } else {
                         (c.year, c.month + 1)
                     };
-                    days_from_civil(y, m, 1) * 86_400_000
+                    days_from_civil(y, m, 1).saturating_mul(86_400_000)
                 }
-                TimeUnit::Year => days_from_civil(civil(ms).year + 1, 1, 1) * 86_400_000,
+                TimeUnit::Year => {
+                    days_from_civil(civil(ms).year + 1, 1, 1).saturating_mul(86_400_000)
+                }
             })
         }
         Func::EpochToTimestamp(millis) => match n(0) {
@@ -529,7 +555,7 @@ fn iso_week(ms: i64) -> i64 {
     let days = ms.div_euclid(86_400_000);
     // The Thursday of this week decides the year.
     let thursday = days - i64::from(c.weekday) + 4;
-    let ty = civil(thursday * 86_400_000).year;
+    let ty = civil(thursday.saturating_mul(86_400_000)).year;
     let jan1 = days_from_civil(ty, 1, 1);
     (thursday - jan1) / 7 + 1
 }

@@ -174,6 +174,64 @@ pub(crate) fn rewrite_table_args(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan>
     out
 }
 
+/// `FOR SYSTEM_TIME AS OF <column>` after a joined table (Flink's temporal join), which
+/// sqlparser's generic dialect does not parse: cut out of the tokens and kept here.
+#[derive(Debug, Clone)]
+pub(crate) struct Temporal {
+    /// Where the versioned table's name starts (identifies the relation after parsing).
+    pub(crate) table_at: Location,
+    /// The time column, as written (`o.order_time` → ["o", "order_time"]).
+    pub(crate) time: Vec<String>,
+    /// Where `FOR` is (for errors).
+    pub(crate) at: Location,
+}
+
+/// Removes `FOR SYSTEM_TIME AS OF col` clauses, returning them.
+pub(crate) fn strip_temporal(
+    tokens: &[TokenWithSpan],
+) -> Result<(Vec<TokenWithSpan>, Vec<Temporal>), SqlError> {
+    let word = |i: usize, w: &str| matches!(tokens.get(i), Some(t) if matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w)));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if word(i, "FOR") && word(i + 1, "SYSTEM_TIME") {
+            let at = tokens[i].span.start;
+            if !(word(i + 2, "AS") && word(i + 3, "OF")) {
+                return Err(SqlError::at(
+                    at,
+                    "expected FOR SYSTEM_TIME AS OF <time column>",
+                ));
+            }
+            let table_at = out.last().map_or(at, |t: &TokenWithSpan| t.span.start);
+            let mut j = i + 4;
+            let mut time = Vec::new();
+            while let Some(TokenWithSpan {
+                token: Token::Word(w),
+                ..
+            }) = tokens.get(j)
+            {
+                time.push(w.value.clone());
+                j += 1;
+                if matches!(tokens.get(j).map(|t| &t.token), Some(Token::Period)) {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if time.is_empty() {
+                return Err(SqlError::at(at, "FOR SYSTEM_TIME AS OF needs the time column of the other table, e.g. o.order_time"));
+            }
+            found.push(Temporal { table_at, time, at });
+            i = j;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    Ok((out, found))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

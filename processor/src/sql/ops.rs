@@ -3,11 +3,13 @@
 //! optionally assigns windows (window TVFs without aggregation), and writes the next
 //! object: an internal one between operators, or the sink's JSON row with its record key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::error::ProcessorError;
 use crate::event::{Collector, Event};
 use crate::operator::Operator;
 use crate::value::Value;
@@ -29,16 +31,22 @@ pub(crate) struct Decoder {
     pub(crate) computed: Vec<(usize, Expr)>,
     /// 'json.ignore-parse-errors': a bad field becomes NULL instead of skipping the record.
     pub(crate) lenient: bool,
+    /// 'json.fail-on-missing-field': a record without one of the fields does not fit.
+    pub(crate) require_all: bool,
 }
 
 impl Decoder {
-    fn decode(&self, v: &Value) -> Option<Vec<Value>> {
+    pub(crate) fn decode(&self, v: &Value) -> Option<Vec<Value>> {
         if !matches!(v, Value::Object(_)) {
             return None;
         }
         let mut row = vec![Value::Null; self.width];
         for (i, name, ty) in &self.fields {
-            let raw = v.get(name).unwrap_or(&Value::Null);
+            let raw = match v.get(name) {
+                Some(x) => x,
+                None if self.require_all && !self.lenient => return None,
+                None => &Value::Null,
+            };
             row[*i] = match decode_field(raw, ty) {
                 Ok(x) => x,
                 Err(_) if self.lenient => Value::Null,
@@ -58,6 +66,8 @@ pub(crate) enum StageInput {
     Table(Decoder),
     /// Named fields of the incoming object, in this order.
     Fields(Vec<Arc<str>>),
+    /// The incoming value is the row (`Value::List`), as a join emits it.
+    Row,
 }
 
 /// One output field.
@@ -89,11 +99,21 @@ pub(crate) struct StageSpec {
     pub(crate) iso_timestamps: bool,
     /// Side output for records that cannot be decoded.
     pub(crate) dead_letter: Option<Arc<str>>,
+    /// An updating (unwindowed GROUP BY) result: `Some((k, n))` with `k` group keys at the
+    /// row's start and `n` aggregate results (compared for changes) after `window_start,
+    /// window_end`; `n = 0` for GROUP BY without aggregates (SELECT DISTINCT).
+    pub(crate) upsert: Option<(usize, usize)>,
+    /// Emit the outputs as a row (`Value::List`) for an outer query instead of an object.
+    pub(crate) as_row: bool,
 }
 
-/// A stateless SQL step.
+/// A SQL step; stateless except for an updating result, where it remembers per group what
+/// it last emitted: like Flink's group aggregate it emits nothing when a group's aggregates
+/// did not change, and a tombstone (delete) when HAVING drops a group it had emitted.
 pub(crate) struct Stage {
     spec: StageSpec,
+    /// Group (JSON) → (aggregates last seen (JSON), emitted and not deleted).
+    last: BTreeMap<String, (String, bool)>,
     scratch: Vec<(i64, i64)>,
     /// Records skipped because they did not decode (logged; for status once the engine
     /// counts operator rejects).
@@ -113,12 +133,28 @@ impl Stage {
     pub(crate) fn new(spec: StageSpec) -> Stage {
         Stage {
             spec,
+            last: BTreeMap::new(),
             scratch: Vec::new(),
             bad: 0,
         }
     }
 
     fn build(&self, row: &[Value], event: &Event) -> Event {
+        if self.spec.as_row {
+            let values = self
+                .spec
+                .outputs
+                .iter()
+                .map(|o| eval(&o.expr, row))
+                .collect();
+            return Event {
+                key: None,
+                value: Value::List(values),
+                timestamp: event.timestamp,
+                headers: Vec::new(),
+                input: event.input,
+            };
+        }
         let mut fields = Vec::with_capacity(self.spec.outputs.len());
         let mut key_fields = Vec::new();
         for (i, o) in self.spec.outputs.iter().enumerate() {
@@ -159,6 +195,37 @@ impl Stage {
     }
 }
 
+impl Stage {
+    fn upsert(
+        &mut self,
+        (k, n): (usize, usize),
+        row: &[Value],
+        event: &Event,
+        out: &mut Collector,
+    ) {
+        let json = |vs: &[Value]| {
+            String::from_utf8_lossy(&Value::List(vs.to_vec()).to_json()).into_owned()
+        };
+        let group = json(&row[..k.min(row.len())]);
+        let aggs = json(row.get(k + 2..k + 2 + n).unwrap_or(&[]));
+        let prev = self.last.get(&group);
+        if prev.is_some_and(|(a, _)| *a == aggs) {
+            return; // unchanged: Flink emits nothing
+        }
+        let was_emitted = prev.is_some_and(|(_, e)| *e);
+        let passes = self.spec.filter.as_ref().is_none_or(|f| is_true(f, row));
+        if passes {
+            let e = self.build(row, event);
+            out.emit(e);
+        } else if was_emitted {
+            let mut e = self.build(row, event);
+            e.value = Value::Null; // a tombstone deletes the key from the upsert topic
+            out.emit(e);
+        }
+        self.last.insert(group, (aggs, passes));
+    }
+}
+
 impl Operator for Stage {
     fn name(&self) -> &str {
         self.spec.name
@@ -180,11 +247,18 @@ impl Operator for Stage {
                     return;
                 }
             },
+            StageInput::Row => match event.value {
+                Value::List(ref r) => r.clone(),
+                _ => return,
+            },
             StageInput::Fields(names) => names
                 .iter()
                 .map(|n| event.value.get(n).cloned().unwrap_or(Value::Null))
                 .collect(),
         };
+        if let Some(k) = self.spec.upsert {
+            return self.upsert(k, &row, &event, out);
+        }
         if let Some(f) = &self.spec.filter {
             if !is_true(f, &row) {
                 return;
@@ -210,5 +284,25 @@ impl Operator for Stage {
                 self.scratch = ws;
             }
         }
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, ProcessorError> {
+        if self.spec.upsert.is_none() {
+            return Ok(None);
+        }
+        serde_json::to_vec(&self.last)
+            .map(Some)
+            .map_err(|e| ProcessorError::State {
+                operator: self.spec.name.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
+        self.last = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+            operator: self.spec.name.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
     }
 }

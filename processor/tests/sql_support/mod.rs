@@ -55,15 +55,27 @@ pub const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 pub fn ts_text(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rest = ms.rem_euclid(86_400_000);
-    // Only dates in January 2024 occur in these tests.
-    assert!(
-        (19_723..19_723 + 31).contains(&days),
-        "test dates stay in January 2024"
-    );
-    let day = days - 19_723 + 1;
+    // Days around the test dates, counted from 2023-12-01 (no leap day in between).
+    let mut d = days - 19_692; // 2023-12-01
+    let (mut year, mut month) = (2023, 12);
+    let lengths = |y: i64, m: i64| match m {
+        2 if y % 4 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    assert!(d >= 0, "test dates are after 2023-12-01");
+    while d >= lengths(year, month) {
+        d -= lengths(year, month);
+        month += 1;
+        if month == 13 {
+            month = 1;
+            year += 1;
+        }
+    }
     format!(
-        "2024-01-{:02} {:02}:{:02}:{:02}.{:03}",
-        day,
+        "{year}-{month:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        d + 1,
         rest / 3_600_000,
         rest / 60_000 % 60,
         rest / 1000 % 60,
@@ -255,3 +267,125 @@ pub fn sorted_values(records: &[Record]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A person (Flink's Nexmark schema).
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub credit_card: String,
+    pub city: String,
+    pub state: String,
+    pub date_time: i64,
+}
+
+/// An auction (Flink's Nexmark schema).
+#[derive(Debug, Clone)]
+pub struct Auction {
+    pub id: i64,
+    pub item_name: String,
+    pub initial_bid: i64,
+    pub reserve: i64,
+    pub date_time: i64,
+    pub expires: i64,
+    pub seller: i64,
+    pub category: i64,
+}
+
+pub const STATES: [&str; 6] = ["OR", "ID", "CA", "WA", "AZ", "NY"];
+
+/// People and auctions interleaved in time: person ids 1..=n_people, auctions whose sellers
+/// are mostly existing people (some unknown ids), categories 10..=14.
+pub fn people_and_auctions(
+    n_people: usize,
+    n_auctions: usize,
+    seed: u64,
+) -> (Vec<Person>, Vec<Auction>) {
+    let mut r = Rng::new(seed);
+    let mut t = BASE_MS;
+    let people: Vec<Person> = (1..=n_people as i64)
+        .map(|id| {
+            t += r.below(500);
+            Person {
+                id,
+                name: format!("person {id}"),
+                email: format!("p{id}@example.com"),
+                credit_card: format!("{:016}", r.below(1_000_000_000)),
+                city: format!("city{}", r.below(20)),
+                state: STATES[r.below(6) as usize].to_string(),
+                date_time: t,
+            }
+        })
+        .collect();
+    let mut t = BASE_MS;
+    let auctions = (0..n_auctions as i64)
+        .map(|i| {
+            t += r.below(300);
+            Auction {
+                id: 1000 + i,
+                item_name: format!("item {i}"),
+                initial_bid: r.below(1000),
+                reserve: r.below(5000),
+                date_time: t,
+                expires: t + 60_000,
+                seller: 1 + r.below(n_people as u64 + 20),
+                category: 10 + r.below(5),
+            }
+        })
+        .collect();
+    (people, auctions)
+}
+
+pub fn person_json(p: &Person) -> String {
+    format!(
+        r#"{{"id":{},"name":"{}","emailAddress":"{}","creditCard":"{}","city":"{}","state":"{}","dateTime":"{}","extra":""}}"#,
+        p.id,
+        p.name,
+        p.email,
+        p.credit_card,
+        p.city,
+        p.state,
+        ts_text(p.date_time)
+    )
+}
+
+pub fn auction_json(a: &Auction) -> String {
+    format!(
+        r#"{{"id":{},"itemName":"{}","description":"d","initialBid":{},"reserve":{},"dateTime":"{}","expires":"{}","seller":{},"category":{},"extra":""}}"#,
+        a.id,
+        a.item_name,
+        a.initial_bid,
+        a.reserve,
+        ts_text(a.date_time),
+        ts_text(a.expires),
+        a.seller,
+        a.category
+    )
+}
+
+pub const PERSON_DDL: &str = "CREATE TABLE person (
+    id  BIGINT,
+    name  VARCHAR,
+    emailAddress  VARCHAR,
+    creditCard  VARCHAR,
+    city  VARCHAR,
+    state  VARCHAR,
+    `dateTime` TIMESTAMP(3),
+    extra  VARCHAR,
+    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'persons', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset')";
+
+pub const AUCTION_DDL: &str = "CREATE TABLE auction (
+    id  BIGINT,
+    itemName  VARCHAR,
+    description  VARCHAR,
+    initialBid  BIGINT,
+    reserve  BIGINT,
+    `dateTime`  TIMESTAMP(3),
+    expires  TIMESTAMP(3),
+    seller  BIGINT,
+    category  BIGINT,
+    extra  VARCHAR,
+    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'auctions', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset')";

@@ -1,0 +1,285 @@
+//! SQL pipelines at run time: records that do not fit the table, and a pipeline stopped and
+//! restarted from its recompiled SQL continuing its window state exactly.
+
+mod sql_support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_processor::sql::{Catalog, Outcome, Session, SqlPipeline};
+use eddy_processor::{run, Backend, LocalHost, PipelineStatus, RunState};
+use sql_support::*;
+use tokio::sync::watch;
+
+fn pipeline_of(script: &str) -> SqlPipeline {
+    let out = Session::new(Catalog::default())
+        .execute(script)
+        .unwrap_or_else(|e| panic!("{e}"));
+    out.into_iter()
+        .find_map(|o| match o {
+            Outcome::Pipeline(p) => Some(p),
+            _ => None,
+        })
+        .expect("an INSERT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("in", 1).expect("topic");
+    host.create_topic("dead", 1).expect("topic");
+    let t = BASE_MS;
+    let rows = [
+        r#"{"id":1,"n":10,"ts":"2024-01-01 00:00:01"}"#,
+        r#"not json at all"#,
+        r#"{"id":2,"n":"eleven","ts":"2024-01-01 00:00:02"}"#,
+        r#"{"id":3,"ts":"2024-01-01T00:00:03.5Z"}"#,
+        r#"{"id":4,"n":"12","ts":1704067204000}"#,
+        r#"[1,2,3]"#,
+    ];
+    produce(
+        &host,
+        "in",
+        0,
+        &rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (t + i as i64, r.to_string()))
+            .collect::<Vec<_>>(),
+    );
+    let table = |name: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {name} (id INT, n BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka', 'topic' = 'in', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset'{extra})"
+        )
+    };
+    let sink = |topic: &str| {
+        format!("CREATE TABLE out_t (id INT, n BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json')")
+    };
+    let strict = run_sql(
+        &host,
+        &dir.path().join("a"),
+        &format!(
+            "{};{};INSERT INTO out_t SELECT id, n, ts FROM t",
+            table("t", ""),
+            sink("strict")
+        ),
+        1,
+    )
+    .await;
+    assert_eq!(
+        strict
+            .iter()
+            .filter_map(|r| r.value.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            r#"{"id":1,"n":10,"ts":"2024-01-01 00:00:01"}"#.to_string(),
+            r#"{"id":3,"n":null,"ts":"2024-01-01 00:00:03.5"}"#.to_string(),
+            r#"{"id":4,"n":12,"ts":"2024-01-01 00:00:04"}"#.to_string(),
+        ],
+        "a missing field is NULL; a wrong type skips the record; numbers in strings are read"
+    );
+    let lenient = run_sql(
+        &host,
+        &dir.path().join("b"),
+        &format!(
+            "{};{};INSERT INTO out_t SELECT id, n, ts FROM t",
+            table("t", ", 'json.ignore-parse-errors' = 'true'"),
+            sink("lenient")
+        ),
+        1,
+    )
+    .await;
+    assert_eq!(
+        lenient.len(),
+        4,
+        "with json.ignore-parse-errors a bad field is NULL"
+    );
+    assert_eq!(
+        lenient[1].value.as_deref(),
+        Some(r#"{"id":2,"n":null,"ts":"2024-01-01 00:00:02"}"#)
+    );
+    let dead = run_sql(
+        &host,
+        &dir.path().join("c"),
+        &format!(
+            "{};{};INSERT INTO out_t SELECT id, n, ts FROM t",
+            table("t", ", 'dead-letter.topic' = 'dead'"),
+            sink("dl")
+        ),
+        1,
+    )
+    .await;
+    assert_eq!(dead.len(), 3);
+    let strict_fields = run_sql(
+        &host,
+        &dir.path().join("d"),
+        &format!(
+            "{};{};INSERT INTO out_t SELECT id, n, ts FROM t",
+            table("t", ", 'json.fail-on-missing-field' = 'true'"),
+            sink("all-fields")
+        ),
+        1,
+    )
+    .await;
+    let ids: Vec<String> = strict_fields
+        .iter()
+        .filter_map(|r| r.value.clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "with json.fail-on-missing-field the record without n is skipped: {ids:?}"
+    );
+    let letters: Vec<String> = read_all(&host, "dead")
+        .into_iter()
+        .filter_map(|r| r.value)
+        .collect();
+    assert_eq!(letters, vec![r#"{"id":2,"n":"eleven","ts":"2024-01-01 00:00:02"}"#.to_string()], "undecodable JSON values go to the dead-letter topic (non-JSON records are dropped by the source)");
+}
+
+/// Tumbling sums per auction; the table is unbounded unless `bounded`.
+fn tumble_sql(bounded: bool) -> String {
+    let ddl = if bounded {
+        BID_DDL.to_string()
+    } else {
+        BID_DDL.replace("'scan.bounded.mode' = 'latest-offset',", "")
+    };
+    format!(
+        "{ddl};
+CREATE TABLE sums (auction BIGINT, window_start TIMESTAMP(3), total BIGINT, n BIGINT) WITH ('connector' = 'kafka', 'topic' = 'sums', 'format' = 'json');
+SET 'pipeline.name' = 'sums';
+SET 'execution.checkpointing.interval' = '20 ms';
+INSERT INTO sums SELECT auction, window_start, SUM(price), COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '5' SECOND)) GROUP BY auction, window_start, window_end"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_pipeline_restarted_from_its_sql_continues_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = bids(2_000, 3, 41);
+    let (first, second) = all.split_at(1_200);
+    let host = host_with_bids(dir.path(), first);
+    host.create_topic("sums", 2).expect("topic");
+    let state = dir.path().join("state");
+
+    // Run unbounded until the first part is read and committed, then stop.
+    let p = pipeline_of(&tumble_sql(false));
+    let status = Arc::new(PipelineStatus::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
+    let task = tokio::spawn(run(
+        p.compile().expect("compiles"),
+        backend,
+        state.clone(),
+        Arc::clone(&status),
+        stop,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while status.snapshot().records_in < first.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first part is read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    task.await.expect("joins").expect("runs");
+    let mid = read_all(&host, "sums").len();
+    assert!(
+        mid > 0,
+        "windows closed by the watermark were written before the stop"
+    );
+
+    // More input; the recompiled pipeline (now bounded) restores the open windows.
+    write_bids(&host, "bids", 3, second);
+    let p2 = pipeline_of(&tumble_sql(true));
+    let status = Arc::new(PipelineStatus::default());
+    let (_tx, stop) = watch::channel(false);
+    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
+    run(
+        p2.compile().expect("compiles"),
+        backend,
+        state,
+        Arc::clone(&status),
+        stop,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(status.snapshot().state, RunState::Finished);
+
+    let mut want: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for b in &all {
+        let e = want
+            .entry((b.auction, b.date_time - b.date_time.rem_euclid(5_000)))
+            .or_default();
+        e.0 += b.price;
+        e.1 += 1;
+    }
+    let mut want: Vec<String> = want
+        .iter()
+        .map(|((a, s), (t, n))| {
+            format!(
+                r#"{{"auction":{a},"window_start":"{}","total":{t},"n":{n}}}"#,
+                flink_ts(*s)
+            )
+        })
+        .collect();
+    want.sort();
+    let out = read_all(&host, "sums");
+    assert!(out.len() > mid);
+    assert_eq!(
+        sorted_values(&out),
+        want,
+        "every window exactly once across the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_options_shape_keys_and_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("in", 1).expect("topic");
+    produce(
+        &host,
+        "in",
+        0,
+        &[
+            (
+                BASE_MS,
+                r#"{"id":1,"name":"a","ts":"2024-01-01 00:00:01.250"}"#.to_string(),
+            ),
+            (
+                BASE_MS,
+                r#"{"id":2,"ts":"2024-01-01 00:00:02"}"#.to_string(),
+            ),
+        ],
+    );
+    let source = "CREATE TABLE t (id INT, name STRING, ts TIMESTAMP(3)) WITH ('connector' = 'kafka', 'topic' = 'in', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset')";
+    // A column list (the others are NULL), key fields kept out of the value, nulls omitted,
+    // ISO-8601 timestamps.
+    let script = format!(
+        "{source};
+CREATE TABLE s (id INT, name STRING, ts TIMESTAMP(3), note STRING) WITH ('connector' = 'kafka', 'topic' = 'shaped', 'format' = 'json',
+  'key.format' = 'json', 'key.fields' = 'id', 'value.fields-include' = 'EXCEPT_KEY',
+  'json.encode.ignore-null-fields' = 'true', 'json.timestamp-format.standard' = 'ISO-8601');
+INSERT INTO s (id, name, ts) SELECT id, name, ts FROM t"
+    );
+    let out = run_sql(&host, &dir.path().join("a"), &script, 1).await;
+    let got: Vec<(Option<String>, Option<String>)> =
+        out.into_iter().map(|r| (r.key, r.value)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                Some(r#"{"id":1}"#.to_string()),
+                Some(r#"{"name":"a","ts":"2024-01-01T00:00:01.25"}"#.to_string())
+            ),
+            (
+                Some(r#"{"id":2}"#.to_string()),
+                Some(r#"{"ts":"2024-01-01T00:00:02"}"#.to_string())
+            ),
+        ]
+    );
+}
