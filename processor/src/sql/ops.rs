@@ -153,6 +153,7 @@ impl Stage {
                 timestamp: event.timestamp,
                 headers: Vec::new(),
                 input: event.input,
+                raw: None,
             };
         }
         let mut fields = Vec::with_capacity(self.spec.outputs.len());

@@ -140,6 +140,7 @@ impl Operator for SqlJoin {
                 timestamp: event.timestamp,
                 headers: Vec::new(),
                 input: event.input,
+                raw: None,
             });
         }
         let mine = if left {
