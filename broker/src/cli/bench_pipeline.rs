@@ -157,6 +157,32 @@ async fn connect(addr: &str) -> anyhow::Result<Arc<Cluster>> {
 
 /// Produces `n` events of about 100 bytes, keyed by user, 1 ms of event time apart.
 async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
+    let base = 1_700_000_000_000u64;
+    load_with(cluster, n, |i| {
+        let user = format!("user-{:04}", i % 1000);
+        let value = format!(
+            r#"{{"user":"{user}","item":"item-{:05}","amount":{},"ts":{},"country":"fr"}}"#,
+            (i * 7919) % 100_000,
+            i % 100,
+            base + i
+        );
+        OutRecord {
+            topic: INPUT.into(),
+            key: Some(user.into_bytes().into()),
+            value: Some(value.into_bytes().into()),
+            timestamp: Some((base + i) as i64),
+            ..OutRecord::default()
+        }
+    })
+    .await
+}
+
+/// Produces the records `make(0..n)` with acks=1, at most 4,096 unacknowledged.
+pub(super) async fn load_with(
+    cluster: &Arc<Cluster>,
+    n: u64,
+    make: impl Fn(u64) -> OutRecord,
+) -> anyhow::Result<()> {
     let producer = Producer::new(
         Arc::clone(cluster),
         ProducerConfig {
@@ -165,24 +191,9 @@ async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
         },
     );
     let start = Instant::now();
-    let base = 1_700_000_000_000u64;
     let mut acks = Vec::with_capacity(4096);
     for i in 0..n {
-        let user = format!("user-{:04}", i % 1000);
-        let value = format!(
-            r#"{{"user":"{user}","item":"item-{:05}","amount":{},"ts":{},"country":"fr"}}"#,
-            (i * 7919) % 100_000,
-            i % 100,
-            base + i
-        );
-        let r = OutRecord {
-            topic: INPUT.into(),
-            key: Some(user.into_bytes().into()),
-            value: Some(value.into_bytes().into()),
-            timestamp: Some((base + i) as i64),
-            ..OutRecord::default()
-        };
-        acks.push(producer.send(r).await?);
+        acks.push(producer.send(make(i)).await?);
         if acks.len() == 4096 {
             for a in acks.drain(..) {
                 a.await??;
@@ -210,31 +221,36 @@ async fn run_local(
     let name = format!("bench-{plan}");
     let (json, _) = spec(&name, steps, &format!("bench-{plan}-local"))?;
     eddy_broker::pipelines::install(data_dir, &name, &json)?;
+    wait_finished(data_dir, &name, n).await
+}
+
+/// Waits for the bounded in-broker pipeline `name` to finish having read `n` events; the
+/// seconds it took, from its own start and finish stamps.
+pub(super) async fn wait_finished(
+    data_dir: &std::path::Path,
+    name: &str,
+    n: u64,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(3_600);
     loop {
-        if let Some(s) = eddy_broker::pipelines::read_status(data_dir, &name) {
+        if let Some(s) = eddy_broker::pipelines::read_status(data_dir, name) {
             match s["state"].as_str() {
                 Some("finished") => {
                     anyhow::ensure!(
                         s["records_in"].as_u64() == Some(n),
-                        "local run read {} events",
+                        "{name} read {} events of {n}",
                         s["records_in"]
                     );
                     let ms = s["finished_at_ms"].as_i64().unwrap_or(0)
                         - s["started_at_ms"].as_i64().unwrap_or(0);
                     return Ok(ms.max(1) as f64 / 1000.0);
                 }
-                Some("failed") => {
-                    anyhow::bail!("the in-broker {plan} pipeline failed: {}", s["error"])
-                }
+                Some("failed") => anyhow::bail!("{name} failed: {}", s["error"]),
                 _ => {}
             }
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the in-broker {plan} run did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        anyhow::ensure!(Instant::now() < deadline, "{name} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

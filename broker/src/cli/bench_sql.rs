@@ -6,12 +6,11 @@
 //! (`'scan.bounded.mode' = 'latest-offset'`), one after the other.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::Args;
-use eddy_client::{Cluster, OutRecord, Producer, ProducerConfig};
+use eddy_client::{Cluster, OutRecord};
 
-use super::bench_pipeline::Embedded;
+use super::bench_pipeline::{load_with, wait_finished, Embedded};
 use super::outln;
 
 #[derive(Debug, Args)]
@@ -154,45 +153,11 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-/// Seconds the bounded pipeline took, from its own start and finish stamps.
-async fn wait_finished(data_dir: &std::path::Path, name: &str, n: u64) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs(3_600);
-    loop {
-        if let Some(s) = eddy_broker::pipelines::read_status(data_dir, name) {
-            match s["state"].as_str() {
-                Some("finished") => {
-                    anyhow::ensure!(
-                        s["records_in"].as_u64() == Some(n),
-                        "{name} read {} events of {n}",
-                        s["records_in"]
-                    );
-                    let ms = s["finished_at_ms"].as_i64().unwrap_or(0)
-                        - s["started_at_ms"].as_i64().unwrap_or(0);
-                    return Ok(ms.max(1) as f64 / 1000.0);
-                }
-                Some("failed") => anyhow::bail!("{name} failed: {}", s["error"]),
-                _ => {}
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{name} did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Produces `n` bids in the Nexmark bid schema: 1,000 hot auctions, 10,000 bidders, event
 /// time advancing 1 ms per bid (so 10 M bids span under three hours).
 async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
-    let producer = Producer::new(
-        Arc::clone(cluster),
-        ProducerConfig {
-            acks: 1,
-            ..ProducerConfig::default()
-        },
-    );
-    let start = Instant::now();
     let base = 1_700_000_000_000i64;
-    let mut acks = Vec::with_capacity(4096);
-    for i in 0..n {
+    load_with(cluster, n, |i| {
         let auction = 1_000 + (i * 7_919) % 1_000;
         let ts = base + i as i64;
         let value = format!(
@@ -202,25 +167,13 @@ async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
             i % 4,
             eddy_processor::sql::timestamp_text(ts)
         );
-        let r = OutRecord {
+        OutRecord {
             topic: BID_TOPIC.into(),
-            key: None,
             value: Some(value.into_bytes().into()),
             timestamp: Some(ts),
             partition: Some((i % 4) as i32),
             ..OutRecord::default()
-        };
-        acks.push(producer.send(r).await?);
-        if acks.len() == 4096 {
-            for a in acks.drain(..) {
-                a.await??;
-            }
         }
-    }
-    producer.flush().await?;
-    for a in acks {
-        a.await??;
-    }
-    eprintln!("loaded {n} bids in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
+    })
+    .await
 }
