@@ -454,19 +454,28 @@ fn group_values(group_by: &[String], v: &Value) -> Vec<Value> {
 
 /// Writes the group key of `v` (the JSON array of its grouping values) into `out`.
 fn write_group_key(group_by: &[String], v: &Value, out: &mut String) {
+    use std::fmt::Write as _;
     out.clear();
-    let mut bytes = std::mem::take(out).into_bytes();
-    bytes.push(b'[');
+    out.push('[');
     for (i, p) in group_by.iter().enumerate() {
         if i > 0 {
-            bytes.push(b',');
+            out.push(',');
         }
-        let field = v.path(p).unwrap_or(&Value::Null);
-        // Writing JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut bytes, field);
+        match v.path(p).unwrap_or(&Value::Null) {
+            // The common group values, written as serde_json would without going through it.
+            Value::Str(s) if !s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) => {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
+            Value::Int(n) => {
+                let _ = write!(out, "{n}"); // writing to a String cannot fail
+            }
+            Value::Null => out.push_str("null"),
+            other => out.push_str(&String::from_utf8_lossy(&other.to_json())),
+        }
     }
-    bytes.push(b']');
-    *out = String::from_utf8(bytes).unwrap_or_default();
+    out.push(']');
 }
 
 /// JSON maps need string keys: store a tuple-keyed map as a list of pairs.
@@ -489,5 +498,24 @@ mod pairs {
         D: Deserializer<'de>,
     {
         Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keys_are_the_json_array_of_the_group_values() {
+        let v = Value::from_json(
+            br#"{"s":"user-1","q":"a\"b\u0001","n":-12,"f":2.5,"o":{"x":[1]},"e":"","u":"\u00e9"}"#,
+        )
+        .expect("json");
+        let fields = ["s", "q", "n", "f", "o", "missing", "e", "u"];
+        let group_by: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        let mut key = String::from("stale");
+        write_group_key(&group_by, &v, &mut key);
+        let expected = serde_json::to_string(&group_values(&group_by, &v)).expect("json");
+        assert_eq!(key, expected);
     }
 }

@@ -77,26 +77,29 @@ pub fn for_each_record(batch: &Bytes, mut f: impl FnMut(RecordView)) -> Result<(
             .and_then(|l| pos.checked_add(l))
             .filter(|&e| e <= payload.len())
             .ok_or(bad(index, "length runs past the batch"))?;
-        let rec = payload.slice(pos..end);
+        // Fields are read within `payload[start..end]`; only keys and values are sliced out
+        // as `Bytes` (one reference count each, none for the record itself).
+        let start = pos;
         pos = end;
-        let mut p = 1usize; // attributes
-        if rec.is_empty() {
+        let rec = &payload[..end];
+        let mut p = start + 1; // attributes
+        if start == end {
             return Err(bad(index, "empty record"));
         }
-        let ts_delta = read_varint(&rec, &mut p).ok_or(bad(index, "bad timestamp delta"))?;
-        let offset_delta = read_i32(&rec, &mut p).ok_or(bad(index, "bad offset delta"))?;
-        let key = read_bytes(&rec, &mut p).ok_or(bad(index, "bad key"))?;
-        let value = read_bytes(&rec, &mut p).ok_or(bad(index, "bad value"))?;
-        let n = read_i32(&rec, &mut p)
+        let ts_delta = read_varint(rec, &mut p).ok_or(bad(index, "bad timestamp delta"))?;
+        let offset_delta = read_i32(rec, &mut p).ok_or(bad(index, "bad offset delta"))?;
+        let key = read_bytes(&payload, end, &mut p).ok_or(bad(index, "bad key"))?;
+        let value = read_bytes(&payload, end, &mut p).ok_or(bad(index, "bad value"))?;
+        let n = read_i32(rec, &mut p)
             .filter(|n| *n >= 0)
             .ok_or(bad(index, "bad header count"))?;
         let mut headers = Vec::new();
         for _ in 0..n {
-            let k = read_bytes(&rec, &mut p)
+            let k = read_bytes(&payload, end, &mut p)
                 .ok_or(bad(index, "bad header key"))?
                 .ok_or(bad(index, "null header key"))?;
             let k = StrBytes::from_utf8(k).map_err(|_| bad(index, "header key is not UTF-8"))?;
-            let v = read_bytes(&rec, &mut p).ok_or(bad(index, "bad header value"))?;
+            let v = read_bytes(&payload, end, &mut p).ok_or(bad(index, "bad header value"))?;
             headers.push((k, v));
         }
         f(RecordView {
@@ -115,14 +118,15 @@ fn read_i32(buf: &[u8], pos: &mut usize) -> Option<i32> {
     read_varint(buf, pos).and_then(|v| i32::try_from(v).ok())
 }
 
-/// A length-prefixed byte string (`-1`: null) as a slice of `buf`.
-fn read_bytes(buf: &Bytes, pos: &mut usize) -> Option<Option<Bytes>> {
-    let len = read_i32(buf, pos)?;
+/// A length-prefixed byte string (`-1`: null) as a slice of `buf`, which it must not run
+/// past `limit` (the end of its record).
+fn read_bytes(buf: &Bytes, limit: usize, pos: &mut usize) -> Option<Option<Bytes>> {
+    let len = read_i32(&buf[..limit], pos)?;
     if len == -1 {
         return Some(None);
     }
     let len = usize::try_from(len).ok()?;
-    let end = pos.checked_add(len).filter(|&e| e <= buf.len())?;
+    let end = pos.checked_add(len).filter(|&e| e <= limit)?;
     let b = buf.slice(*pos..end);
     *pos = end;
     Some(Some(b))
@@ -250,6 +254,11 @@ mod tests {
             let mut bytes = batch.to_vec();
             let i = at.index(bytes.len());
             bytes[i] = byte;
+            // With a valid CRC, so that the damage reaches the record walker.
+            if bytes.len() > 21 {
+                let crc = crc32c::crc32c(&bytes[21..]);
+                bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
             let _ = for_each_record(&Bytes::from(bytes), |_| {});
         }
     }
