@@ -33,6 +33,29 @@ fn is_retriable(e: &ClientError) -> bool {
     }
 }
 
+/// The one partition a request asked about, from its response: an error if the broker left
+/// it out or answered it with an error code.
+fn partition_answer<P>(
+    found: Option<P>,
+    api: &str,
+    context: &str,
+    error: impl FnOnce(&P) -> (i16, Option<&StrBytes>),
+) -> Result<P, ClientError> {
+    let p = found.ok_or_else(|| ClientError::Decode {
+        api: api.into(),
+        reason: format!("no answer for the partition ({context})"),
+    })?;
+    let (code, message) = error(&p);
+    if code != 0 {
+        return Err(ClientError::kafka(
+            context,
+            code,
+            message.map(|m| m.to_string()),
+        ));
+    }
+    Ok(p)
+}
+
 impl Cluster {
     /// A fresh idempotent producer id and epoch (InitProducerId without a transactional id).
     pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
@@ -106,22 +129,15 @@ impl Cluster {
                 return Err(e);
             }
         };
-        let p = resp
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .find(|p| p.index == partition)
-            .ok_or_else(|| ClientError::Decode {
-                api: "Produce".into(),
-                reason: format!("no answer for {topic}-{partition}"),
-            })?;
-        if p.error_code != 0 {
-            return Err(ClientError::kafka(
-                format!("produce to {topic}-{partition}"),
-                p.error_code,
-                p.error_message.map(|m| m.to_string()),
-            ));
-        }
+        let p = partition_answer(
+            resp.responses
+                .into_iter()
+                .flat_map(|t| t.partition_responses)
+                .find(|p| p.index == partition),
+            "Produce",
+            &format!("produce to {topic}-{partition}"),
+            |p| (p.error_code, p.error_message.as_ref()),
+        )?;
         Ok(p.base_offset)
     }
 
@@ -140,22 +156,15 @@ impl Cluster {
         let mut req = DescribeProducersRequest::default();
         req.topics = vec![t];
         let resp = conn.send(&req).await?;
-        let p = resp
-            .topics
-            .into_iter()
-            .flat_map(|t| t.partitions)
-            .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::Decode {
-                api: "DescribeProducers".into(),
-                reason: format!("no answer for {topic}-{partition}"),
-            })?;
-        if p.error_code != 0 {
-            return Err(ClientError::kafka(
-                format!("describe producers of {topic}-{partition}"),
-                p.error_code,
-                p.error_message.map(|m| m.to_string()),
-            ));
-        }
+        let p = partition_answer(
+            resp.topics
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .find(|p| p.partition_index == partition),
+            "DescribeProducers",
+            &format!("describe producers of {topic}-{partition}"),
+            |p| (p.error_code, p.error_message.as_ref()),
+        )?;
         Ok(p.active_producers
             .iter()
             .find(|s| s.producer_id.0 == producer_id)
