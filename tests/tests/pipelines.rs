@@ -67,6 +67,30 @@ fn events_between(base: u64, p: i32, from: u64, to: u64) -> String {
     s
 }
 
+/// Events `from..to` of every partition into "clicks".
+fn produce_part(broker: &Broker, base: u64, from: u64, to: u64) -> Result<()> {
+    for p in 0..PARTITIONS {
+        produce(broker, "clicks", p, &events_between(base, p, from, to))?;
+    }
+    Ok(())
+}
+
+/// A non-zero seed from the clock (printed by the tests that use it, to replay a failure).
+fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1
+}
+
+/// One xorshift64 step: random moments for the crash tests.
+fn xorshift(seed: &mut u64) {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+}
+
 /// A far-future event (one per partition) moves the watermark past every real window.
 fn end_event(base: u64) -> String {
     format!(
@@ -240,11 +264,7 @@ fn exactly_once_windowed_count_survives_broker_kill9() -> Result<()> {
     let mut broker = Broker::start()?;
     setup(&broker)?;
     let base = base_ts();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
+    let mut seed = time_seed();
     eprintln!(
         "exactly-once kill seed {seed}, {} events",
         n * PARTITIONS as u64
@@ -255,12 +275,8 @@ fn exactly_once_windowed_count_survives_broker_kill9() -> Result<()> {
     let mut kills = 0;
     for round in 0..rounds {
         let (from, to) = (n * round / rounds, n * (round + 1) / rounds);
-        for p in 0..PARTITIONS {
-            produce(&broker, "clicks", p, &events_between(base, p, from, to))?;
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        produce_part(&broker, base, from, to)?;
+        xorshift(&mut seed);
         std::thread::sleep(Duration::from_millis(300 + seed % 900));
         broker.kill9();
         kills += 1;
@@ -541,23 +557,15 @@ fn exactly_once_remote_pipeline_survives_aborted_runs() -> Result<()> {
         Ok((task, status))
     };
     let base = base_ts();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
+    let mut seed = time_seed();
     eprintln!("remote exactly-once abort seed {seed}");
     let (_never, never_stop) = tokio::sync::watch::channel(false);
     let rounds = 12;
     let mut mid_work = 0;
     for round in 0..rounds {
         let (from, to) = (n * round / rounds, n * (round + 1) / rounds);
-        for p in 0..PARTITIONS {
-            produce(&broker, "clicks", p, &events_between(base, p, from, to))?;
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        produce_part(&broker, base, from, to)?;
+        xorshift(&mut seed);
         let (task, status) = start(never_stop.clone())?;
         std::thread::sleep(Duration::from_millis(30 + seed % 400));
         let before = status.snapshot();
