@@ -283,8 +283,7 @@ impl Pipelines {
     /// definition is a no-op (`Ok(false)`); a different definition under the same name is a
     /// conflict: its checkpointed state belongs to the old plan.
     pub async fn create(&self, def: Definition) -> Result<bool, PipelineError> {
-        check_name(def.name())?;
-        def.compile().map_err(PipelineError::Invalid)?;
+        self.check(&def)?;
         let mut running = self.running.lock().await;
         if let Some(existing) = read_definitions(&self.dir).get(def.name()) {
             if *existing == def {
@@ -302,6 +301,20 @@ impl Pipelines {
         tracing::info!(pipeline = %def.name(), kind = def.kind(), "pipeline created");
         self.sync(&mut running).await;
         Ok(true)
+    }
+
+    /// Would [`Pipelines::create`] accept `def`? A valid name, a plan that compiles, and no
+    /// other pipeline of that name with a different definition. Lets a caller refuse a
+    /// request before it changes anything else.
+    pub fn check(&self, def: &Definition) -> Result<(), PipelineError> {
+        check_name(def.name())?;
+        def.compile().map_err(PipelineError::Invalid)?;
+        match read_definitions(&self.dir).get(def.name()) {
+            Some(existing) if existing != def => {
+                Err(PipelineError::Conflict(def.name().to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Stops a pipeline (a final checkpoint), then removes its definition and state.

@@ -70,6 +70,20 @@ impl SqlService {
             let outcomes = session
                 .execute(script)
                 .map_err(|e| SqlServiceError::Sql(e.to_string()))?;
+            // Every pipeline the script defines must be creatable before the catalog changes:
+            // a refused INSERT leaves nothing of the script behind.
+            let mut names = std::collections::HashSet::new();
+            for o in &outcomes {
+                if let Outcome::Pipeline(p) = o {
+                    self.pipelines.check(&Definition::Sql {
+                        name: p.name.clone(),
+                        sql: p.sql.clone(),
+                    })?;
+                    if !names.insert(p.name.as_str()) {
+                        return Err(PipelineError::Conflict(p.name.clone()).into());
+                    }
+                }
+            }
             // Compared as stored, so the catalog type needs no equality of its own.
             let store = |c: &Catalog| {
                 serde_json::to_vec_pretty(c).map_err(|e| SqlServiceError::Sql(e.to_string()))

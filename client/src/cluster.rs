@@ -306,6 +306,18 @@ impl Cluster {
         partition: i32,
         at: i64,
     ) -> Result<i64, ClientError> {
+        self.list_offset_isolated(topic, partition, at, false).await
+    }
+
+    /// [`Cluster::list_offset`] with an isolation level: read_committed answers the last
+    /// stable offset for `-1` (latest), where transactions still open end the readable log.
+    pub async fn list_offset_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        at: i64,
+        read_committed: bool,
+    ) -> Result<i64, ClientError> {
         let conn = self.leader(topic, partition).await?;
         let mut p = ListOffsetsPartition::default();
         p.partition_index = partition;
@@ -316,6 +328,7 @@ impl Cluster {
         t.partitions = vec![p];
         let mut req = ListOffsetsRequest::default();
         req.replica_id = (-1).into();
+        req.isolation_level = i8::from(read_committed);
         req.topics = vec![t];
         let resp = conn.send(&req).await?;
         let first = resp.topics.into_iter().flat_map(|t| t.partitions).next();

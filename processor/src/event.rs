@@ -27,6 +27,10 @@ pub struct Event {
     /// Index of the pipeline input (source topic) the event came from; joins use it to tell
     /// their sides apart. Operators' own output keeps the input of what produced it.
     pub input: usize,
+    /// Source partition and offset of the record this event was read from; `-1` for events
+    /// an operator made (window results, join results).
+    pub partition: i32,
+    pub offset: i64,
     /// The value as read (JSON bytes) while `value` still stands for them. When the source
     /// decoded only the fields the plan reads, `value` holds just those and these bytes are
     /// the whole original value.
@@ -52,6 +56,8 @@ impl Event {
             timestamp,
             headers: Vec::new(),
             input: 0,
+            partition: -1,
+            offset: -1,
             raw: None,
         }
     }

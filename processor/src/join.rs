@@ -294,6 +294,8 @@ impl Pending {
                 .map(|(k, v)| (std::sync::Arc::from(k.as_str()), v.map(Bytes::from)))
                 .collect(),
             input: self.input,
+            partition: -1,
+            offset: -1,
             raw: None,
         }
     }

@@ -39,6 +39,12 @@ pub trait Operator: Send + fmt::Debug {
         0
     }
 
+    /// Input records this operator could not read (e.g. JSON that does not fit a SQL
+    /// table's columns) and skipped or dead-lettered, since the pipeline started (for status).
+    fn bad_records(&self) -> u64 {
+        0
+    }
+
     /// True if every event this operator emits (main or side output) is either an event it
     /// received, value untouched, or one it built itself (e.g. with [`Event::new`]). The
     /// runtime then lets received events keep their original value bytes, so a sink writes

@@ -25,6 +25,9 @@ pub enum EventTime {
 pub enum StartFrom {
     Earliest,
     Latest,
+    /// The first record whose timestamp is at or after these epoch milliseconds (Kafka's
+    /// ListOffsets by timestamp); the log end when there is none.
+    Timestamp(i64),
 }
 
 /// One input topic.
@@ -95,6 +98,11 @@ impl Input {
     /// Starts at the log end instead of the beginning.
     pub fn from_latest(mut self) -> Input {
         self.start = StartFrom::Latest;
+        self
+    }
+    /// Starts at the first record whose timestamp is `>= millis` (epoch milliseconds).
+    pub fn from_timestamp(mut self, millis: i64) -> Input {
+        self.start = StartFrom::Timestamp(millis);
         self
     }
 }

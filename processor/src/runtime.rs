@@ -171,6 +171,9 @@ struct Runner {
     meta: Meta,
     /// Something was read or fired since the last checkpoint.
     dirty: bool,
+    /// Bad records the operators had reported by the last status update (their counts
+    /// start at zero with each run).
+    ops_bad: u64,
     /// Exclusive lock on `dir`: one run of a pipeline at a time.
     lock: Arc<std::fs::File>,
 }
@@ -297,6 +300,7 @@ async fn run_inner(
         staging: Staging::default(),
         meta,
         dirty: false,
+        ops_bad: 0,
         lock,
     };
     if let Some(ck) = staged {
@@ -436,10 +440,19 @@ impl Runner {
                     let (reader, end_rx) = host
                         .subscribe(&s.topic, s.partition)
                         .ok_or_else(|| ProcessorError::UnknownTopic(s.topic.clone()))?;
-                    let pos = resume[i].unwrap_or(match self.p.inputs[s.input].start {
-                        StartFrom::Earliest => reader.log_start_offset(),
-                        StartFrom::Latest => reader.log_end_offset(),
-                    });
+                    let pos = match (resume[i], self.p.inputs[s.input].start) {
+                        (Some(o), _) => o,
+                        (None, StartFrom::Earliest) => reader.log_start_offset(),
+                        (None, StartFrom::Latest) => reader.log_end_offset(),
+                        (None, StartFrom::Timestamp(ts)) => reader
+                            .offset_for_timestamp(ts)
+                            .map_err(|source| ProcessorError::Storage {
+                                topic: s.topic.clone(),
+                                partition: s.partition,
+                                source,
+                            })?
+                            .map_or_else(|| reader.log_end_offset(), |(offset, _ts)| offset),
+                    };
                     self.positions[i] = pos;
                     let committed = host.committed(&s.topic, s.partition);
                     let stop_at = self.p.bounded.then(|| {
@@ -474,8 +487,15 @@ impl Runner {
                             let at = match self.p.inputs[s.input].start {
                                 StartFrom::Earliest => -2,
                                 StartFrom::Latest => -1,
+                                StartFrom::Timestamp(ts) => ts.max(0),
                             };
-                            cluster.list_offset(&s.topic, s.partition, at).await?
+                            let o = cluster.list_offset(&s.topic, s.partition, at).await?;
+                            // By timestamp, -1 means no record that late: start at the end.
+                            if o < 0 {
+                                cluster.list_offset(&s.topic, s.partition, -1).await?
+                            } else {
+                                o
+                            }
                         }
                     };
                     self.positions[i] = pos;
@@ -520,6 +540,8 @@ impl Runner {
             self.meta.records_in,
             self.meta.records_out + self.staging.records,
         );
+        let ops_bad: u64 = self.p.ops.iter().map(|o| o.bad_records()).sum();
+        let bad = bad + ops_bad.saturating_sub(std::mem::replace(&mut self.ops_bad, ops_bad));
         self.status.update(|s| {
             s.records_in = records_in;
             s.records_out = records_out;

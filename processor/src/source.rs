@@ -289,7 +289,11 @@ async fn remote_inner(
         consumer.assign(&s.topic, s.partition, at).await?;
         index.insert((s.topic.clone(), s.partition), i);
         if bounded {
-            let end = cluster.list_offset(&s.topic, s.partition, -1).await?;
+            // The last stable offset: an open transaction's records are not readable yet,
+            // so a bounded run ends before them rather than waiting for their outcome.
+            let end = cluster
+                .list_offset_isolated(&s.topic, s.partition, -1, true)
+                .await?;
             stops.insert(i, end);
         }
     }

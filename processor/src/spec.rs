@@ -56,7 +56,8 @@ pub struct InputSpec {
     /// Value field holding the event time; absent: the record timestamp.
     #[serde(default)]
     pub event_time: Option<String>,
-    /// `earliest` (default) or `latest`.
+    /// `earliest` (default), `latest`, or `timestamp:MILLIS` (the first record whose
+    /// timestamp is at or after MILLIS, epoch milliseconds).
     #[serde(default)]
     pub start: Option<String>,
 }
@@ -198,12 +199,19 @@ impl PipelineSpec {
             match i.start.as_deref() {
                 None | Some("earliest") => {}
                 Some("latest") => input = input.from_latest(),
-                Some(other) => {
-                    return bad(format!(
-                        "input '{}': start '{other}' is not 'earliest' or 'latest'",
-                        i.topic
-                    ))
-                }
+                Some(other) => match other
+                    .strip_prefix("timestamp:")
+                    .and_then(|m| m.parse::<i64>().ok())
+                {
+                    Some(ms) if ms >= 0 => input = input.from_timestamp(ms),
+                    _ => {
+                        return bad(format!(
+                            "input '{}': start '{other}' is not 'earliest', 'latest' or \
+                             'timestamp:MILLIS'",
+                            i.topic
+                        ))
+                    }
+                },
             }
             b = b.source(input);
         }

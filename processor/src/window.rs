@@ -246,6 +246,8 @@ impl WindowAggregate {
             timestamp: ts,
             headers: Vec::new(),
             input: 0,
+            partition: -1,
+            offset: -1,
             raw: None,
         }
     }

@@ -57,7 +57,7 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
     let sink = |topic: &str| {
         format!("CREATE TABLE out_t (id INT, n BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json')")
     };
-    let strict = run_sql(
+    let (strict, status) = run_sql_status(
         &host,
         &dir.path().join("a"),
         &format!(
@@ -79,6 +79,10 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
             r#"{"id":4,"n":12,"ts":"2024-01-01 00:00:04"}"#.to_string(),
         ],
         "a missing field is NULL; a wrong type skips the record; numbers in strings are read"
+    );
+    assert_eq!(
+        status.bad_records, 3,
+        "not JSON, a wrong type and a JSON array are each counted as bad"
     );
     let lenient = run_sql(
         &host,
@@ -281,5 +285,72 @@ INSERT INTO s (id, name, ts) SELECT id, name, ts FROM t"
                 Some(r#"{"ts":"2024-01-01T00:00:02"}"#.to_string())
             ),
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_startup_timestamp_starts_each_partition_at_that_record_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("in", 2).expect("topic");
+    // Partition p holds ids p, p+2, p+4, ... with record timestamps 1 s apart per id; the
+    // event time in the value runs the other way, so only the record timestamp can pick.
+    let n = 400i64;
+    for p in 0..2 {
+        let values: Vec<(i64, String)> = (0..n)
+            .filter(|id| id % 2 == p)
+            .map(|id| {
+                (
+                    BASE_MS + id * 1000,
+                    format!(r#"{{"id":{id},"ts":{}}}"#, BASE_MS - id),
+                )
+            })
+            .collect();
+        produce(&host, "in", p as i32, &values);
+    }
+    let from_id = 257;
+    let script = format!(
+        "CREATE TABLE t (id BIGINT, ts BIGINT) WITH ('connector' = 'kafka', 'topic' = 'in', \
+         'format' = 'json', 'scan.bounded.mode' = 'latest-offset', \
+         'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}');
+         CREATE TABLE o (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'o', 'format' = 'json');
+         INSERT INTO o SELECT id FROM t",
+        BASE_MS + from_id * 1000 - 500
+    );
+    let out = run_sql(&host, &dir.path().join("a"), &script, 1).await;
+    let mut ids: Vec<i64> = out
+        .iter()
+        .filter_map(|r| r.value.as_deref())
+        .map(|v| {
+            v.trim_start_matches(r#"{"id":"#)
+                .trim_end_matches('}')
+                .parse()
+                .expect("an id")
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (from_id..n).collect::<Vec<_>>());
+
+    // A time after every record starts at the end: nothing is read.
+    let late = script
+        .replace(
+            &format!("{}", BASE_MS + from_id * 1000 - 500),
+            &format!("{}", BASE_MS + n * 1000),
+        )
+        .replace("'topic' = 'o'", "'topic' = 'o2'");
+    assert!(run_sql(&host, &dir.path().join("b"), &late, 1)
+        .await
+        .is_empty());
+
+    // The mode without its timestamp is refused at CREATE time.
+    let err = Session::new(Catalog::default())
+        .execute(
+            "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'in', \
+             'format' = 'json', 'scan.startup.mode' = 'timestamp')",
+        )
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("scan.startup.timestamp-millis"),
+        "{err}"
     );
 }

@@ -645,7 +645,12 @@ fn exactly_once_remote_pipeline_survives_aborted_runs() -> Result<()> {
 fn pipelines_read_only_committed_transactions() -> Result<()> {
     eddy_e2e::require_clients!();
     let broker = Broker::start()?;
-    for (t, p) in [("tx-in", 1), ("tx-out", 1), ("tx-out-remote", 1)] {
+    for (t, p) in [
+        ("tx-in", 1),
+        ("tx-out", 1),
+        ("tx-out-remote", 1),
+        ("tx-out-bounded", 1),
+    ] {
         run_ok(
             eddy(
                 &broker,
@@ -724,6 +729,32 @@ fn pipelines_read_only_committed_transactions() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(ids("tx-out")?, only_ok, "in-broker, before the commit");
     assert_eq!(ids("tx-out-remote")?, only_ok, "remote, before the commit");
+
+    // A bounded remote run ends at the last stable offset: it finishes with what is committed
+    // now instead of waiting for the open transaction's outcome.
+    let mut bounded =
+        eddy_processor::PipelineSpec::from_json(spec("tx-bounded", "tx-out-bounded").as_bytes())?;
+    bounded.bounded = true;
+    let bounded_state = tempfile::tempdir()?;
+    let finished = rt.block_on(async {
+        let cluster = eddy_client::Cluster::connect(&broker.bootstrap(), "tx-bounded").await?;
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            eddy_processor::run(
+                bounded.compile()?,
+                eddy_processor::Backend::Remote(cluster),
+                bounded_state.path().to_path_buf(),
+                std::sync::Arc::new(eddy_processor::PipelineStatus::default()),
+                stop,
+            ),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("a bounded run over an open transaction did not finish"))??;
+        anyhow::Ok(())
+    });
+    finished?;
+    assert_eq!(ids("tx-out-bounded")?, only_ok, "bounded remote run");
 
     std::fs::write(&go, b"")?;
     let out = child.wait_with_output()?;

@@ -367,6 +367,51 @@ fn sql_errors_name_the_construct_and_nothing_starts() -> Result<()> {
     Ok(())
 }
 
+/// A script whose INSERT would replace a running pipeline of the same name is refused with
+/// 409 and leaves nothing behind: not the tables it creates before the INSERT either.
+#[test]
+fn sql_script_with_a_conflicting_pipeline_name_changes_nothing() -> Result<()> {
+    let broker = Broker::start()?;
+    sql_file(&broker, "hot", &format!("{DDL}{HOT_ITEMS}"))?;
+    let script = format!(
+        "CREATE TABLE extra (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 'extra', 'format' = 'json');
+{}",
+        HOT_ITEMS.replace("INTERVAL '2' SECOND", "INTERVAL '5' SECOND")
+    );
+    let path = broker
+        .data_dir()
+        .parent()
+        .context("parent")?
+        .join("conflict.sql");
+    std::fs::write(&path, &script)?;
+    let out = sql(&broker, &["-f", path.to_str().context("path")?]).output()?;
+    assert!(!out.status.success(), "a second 'hot-items' was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'hot-items' already exists"),
+        "the error names the pipeline: {err}"
+    );
+    let out = run_with_stdin(sql(&broker, &[]), "SHOW TABLES;\n")?;
+    let tables = String::from_utf8(out.stdout)?;
+    assert!(tables.contains("hot_items"), "{tables}");
+    assert!(
+        !tables.contains("extra"),
+        "the refused script's table was kept: {tables}"
+    );
+    // The same script under a free name goes through, table and all.
+    std::fs::write(&path, script.replace("'hot-items'", "'hot-items-5s'"))?;
+    let out = run_ok(
+        sql(&broker, &["-f", path.to_str().context("path")?]),
+        Duration::from_secs(60),
+        "eddy sql -f",
+    )?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("hot-items-5s"), "{text}");
+    let out = run_with_stdin(sql(&broker, &[]), "SHOW TABLES;\n")?;
+    assert!(String::from_utf8(out.stdout)?.contains("extra"));
+    Ok(())
+}
+
 #[test]
 fn timestamp_helpers_round_trip() {
     for ms in [0, 1_000, 86_399_999, 1_700_000_000_123, 951_782_400_000] {

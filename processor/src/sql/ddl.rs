@@ -69,6 +69,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "key.fields-prefix",
     "value.fields-include",
     "scan.startup.mode",
+    "scan.startup.timestamp-millis",
     "scan.bounded.mode",
     "scan.topic-partition-discovery.interval",
     "sink.partitioner",
@@ -95,6 +96,15 @@ impl TableDef {
 
     pub(crate) fn option(&self, k: &str) -> Option<&str> {
         self.options.get(k).map(String::as_str)
+    }
+
+    /// `scan.startup.timestamp-millis` when it is a valid epoch-millisecond count.
+    pub(crate) fn startup_timestamp(&self) -> Option<i64> {
+        self.option("scan.startup.timestamp-millis")?
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms >= 0)
     }
 
     /// Is this an upsert table (upsert-kafka)?
@@ -464,10 +474,19 @@ fn check_options(t: &TableDef) -> Result<(), SqlError> {
     }
     match t.option("scan.startup.mode") {
         None | Some("earliest-offset" | "latest-offset" | "group-offsets") => {}
-        Some(m @ ("timestamp" | "specific-offsets")) => {
-            return bad(format!("'scan.startup.mode' = '{m}' is not supported yet; use 'earliest-offset' or 'latest-offset'"))
+        Some("timestamp") => {
+            if t.startup_timestamp().is_none() {
+                return bad(
+                    "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis' \
+                     = epoch milliseconds (a whole number, 0 or more)"
+                        .into(),
+                );
+            }
         }
-        Some(m) => return bad(format!("'scan.startup.mode' = '{m}' is not one of 'earliest-offset', 'latest-offset', 'group-offsets'")),
+        Some("specific-offsets") => {
+            return bad("'scan.startup.mode' = 'specific-offsets' is not supported yet; use 'earliest-offset', 'latest-offset' or 'timestamp'".into())
+        }
+        Some(m) => return bad(format!("'scan.startup.mode' = '{m}' is not one of 'earliest-offset', 'latest-offset', 'group-offsets', 'timestamp'")),
     }
     match t.option("scan.bounded.mode") {
         None | Some("unbounded" | "latest-offset") => {}

@@ -153,6 +153,8 @@ impl Stage {
                 timestamp: event.timestamp,
                 headers: Vec::new(),
                 input: event.input,
+                partition: event.partition,
+                offset: event.offset,
                 raw: None,
             };
         }
@@ -190,6 +192,8 @@ impl Stage {
             timestamp: event.timestamp,
             headers: Vec::new(),
             input: event.input,
+            partition: event.partition,
+            offset: event.offset,
             // A new value: nothing of the input's bytes to pass through.
             raw: None,
         }
@@ -232,6 +236,10 @@ impl Operator for Stage {
         self.spec.name
     }
 
+    fn bad_records(&self) -> u64 {
+        self.bad
+    }
+
     fn process(&mut self, event: Event, out: &mut Collector) {
         let row = match &self.spec.input {
             StageInput::Table(d) => match d.decode(&event.value) {
@@ -240,6 +248,10 @@ impl Operator for Stage {
                     self.bad += 1;
                     tracing::warn!(
                         operator = self.spec.name,
+                        input = event.input,
+                        partition = event.partition,
+                        offset = event.offset,
+                        dead_letter = self.spec.dead_letter.as_deref(),
                         "skipping a record whose JSON does not match the table's columns"
                     );
                     if let Some(dl) = &self.spec.dead_letter {

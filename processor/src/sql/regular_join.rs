@@ -140,6 +140,8 @@ impl Operator for SqlJoin {
                 timestamp: event.timestamp,
                 headers: Vec::new(),
                 input: event.input,
+                partition: -1,
+                offset: -1,
                 raw: None,
             });
         }

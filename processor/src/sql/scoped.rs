@@ -57,6 +57,10 @@ impl Operator for ForInput {
     fn late_records(&self) -> u64 {
         self.op.late_records()
     }
+
+    fn bad_records(&self) -> u64 {
+        self.op.bad_records()
+    }
 }
 
 /// Reads one topic for two inputs: each event of input `from` is passed on and also copied

@@ -178,8 +178,14 @@ pub(super) fn input_of(t: &TableDef) -> Input {
     if let Some(w) = &t.watermark {
         input = input.event_time_field(&w.column);
     }
-    if t.option("scan.startup.mode") == Some("latest-offset") {
-        input = input.from_latest();
+    match t.option("scan.startup.mode") {
+        Some("latest-offset") => input = input.from_latest(),
+        Some("timestamp") => {
+            if let Some(ms) = t.startup_timestamp() {
+                input = input.from_timestamp(ms);
+            }
+        }
+        _ => {}
     }
     input
 }

@@ -225,6 +225,16 @@ pub async fn run_sql(
     script: &str,
     out_partitions: i32,
 ) -> Vec<Record> {
+    run_sql_status(host, dir, script, out_partitions).await.0
+}
+
+/// [`run_sql`], also answering the pipeline's final status.
+pub async fn run_sql_status(
+    host: &Arc<StorageHost>,
+    dir: &std::path::Path,
+    script: &str,
+    out_partitions: i32,
+) -> (Vec<Record>, eddy_processor::StatusSnapshot) {
     let mut session = Session::new(Catalog::default());
     let outcomes = session.execute(script).unwrap_or_else(|e| panic!("{e}"));
     let p = outcomes
@@ -249,8 +259,9 @@ pub async fn run_sql(
     )
     .await
     .expect("pipeline runs");
-    assert_eq!(status.snapshot().state, RunState::Finished);
-    read_all(host, &p.output_topic)
+    let snapshot = status.snapshot();
+    assert_eq!(snapshot.state, RunState::Finished);
+    (read_all(host, &p.output_topic), snapshot)
 }
 
 /// A host with the bids written to topic `bids` (3 partitions).
