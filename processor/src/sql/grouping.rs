@@ -307,6 +307,8 @@ pub(super) fn plan_aggregate(
         RowsOut {
             cols: out.cols,
             window: out.window,
+            // A window's row leaves once, when the watermark passes its end.
+            time: out.window_end.filter(|_| windowed),
             sources: Vec::new(),
         },
     ))

@@ -476,6 +476,7 @@ pub(super) fn plan_over(
         RowsOut {
             cols: out.cols,
             window: out.window,
+            time: None,
             sources: prep.sources,
         },
     ))

@@ -126,6 +126,10 @@ pub(super) struct RowsOut {
     /// Positions of window_start and window_end among `cols`, when both are selected as
     /// they are (window joins and Top-N need them).
     pub(super) window: Option<(usize, usize)>,
+    /// Position among `cols` of a time column that every row still to come has after the
+    /// watermark of the moment (window_end of a window aggregation: each window is emitted
+    /// once, when the watermark passes its end). Interval conditions on it bound join state.
+    pub(super) time: Option<usize>,
     pub(super) sources: Vec<String>,
 }
 
@@ -371,6 +375,7 @@ fn finish_select(
     } = prep;
     let sink = ctx.sink;
     let (cols, window);
+    let mut time = None;
     if super::over::has_over(select) {
         let prep = Prepared {
             scope,
@@ -444,12 +449,14 @@ fn finish_select(
         builder = b;
         cols = rows.cols;
         window = rows.window;
+        time = rows.time;
     }
     Ok((
         builder,
         RowsOut {
             cols,
             window,
+            time,
             sources,
         },
     ))
