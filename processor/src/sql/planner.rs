@@ -427,6 +427,7 @@ fn finish_select(
             skip_nulls: out.to_sink
                 && sink.option("json.encode.ignore-null-fields") == Some("true"),
             iso_timestamps: out.to_sink && iso(sink),
+            plain_decimals: out.to_sink && plain_decimals(sink),
             dead_letter,
             upsert: None,
             as_row: !out.to_sink,
@@ -467,6 +468,13 @@ fn first_words(s: &ast::SetExpr) -> String {
         .take(4)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// 'json.encode.decimal-as-plain-number' = 'true' (DECIMALs never in scientific notation).
+pub(super) fn plain_decimals(t: &TableDef) -> bool {
+    t.option("json.encode.decimal-as-plain-number")
+        .or(t.option("value.json.encode.decimal-as-plain-number"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 pub(super) fn iso(t: &TableDef) -> bool {
