@@ -1,8 +1,9 @@
 //! A pipeline's committed progress, written atomically to its state directory.
 //!
 //! File `checkpoint` = magic `EDDYCKP1`, CRC-32 (of everything after it), u32 length of the
-//! JSON metadata, the metadata (source positions, watermark, operator snapshots, producer id,
-//! next output sequence per partition), then the staged output batches: for each, u32 index
+//! JSON metadata, the metadata (source positions, watermark, operator snapshots (as a JSON
+//! string when UTF-8, else as an array of byte values), producer id, next output sequence per
+//! partition), then the staged output batches: for each, u32 index
 //! into the metadata's `staged` list and the batch bytes (length from the list). Written to
 //! `checkpoint.tmp`, fsynced, renamed over `checkpoint`, directory fsynced: a crash leaves the
 //! old or the new checkpoint, never a torn one (and the CRC catches a torn rename target on
@@ -43,12 +44,64 @@ pub(crate) struct Meta {
     /// Max event time per source partition, in source order.
     pub(crate) partition_max: Vec<Option<i64>>,
     /// Operator snapshots by operator index.
+    #[serde(with = "snapshots")]
     pub(crate) operators: BTreeMap<usize, Vec<u8>>,
     /// Next sequence per "topic/partition" of the output.
     pub(crate) next_sequence: BTreeMap<String, i32>,
     pub(crate) staged: Vec<StagedMeta>,
     pub(crate) records_in: u64,
     pub(crate) records_out: u64,
+}
+
+/// Operator snapshots in the metadata: a snapshot that is UTF-8 (the JSON most operators
+/// write) is stored as a JSON string, about a third of the size of the array of byte values
+/// that others (and checkpoints written before) hold; reading accepts both.
+mod snapshots {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Out<'a> {
+        Text(&'a str),
+        Bytes(&'a [u8]),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum In {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        m: &BTreeMap<usize, Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, v)| {
+            let out = match std::str::from_utf8(v) {
+                Ok(t) => Out::Text(t),
+                Err(_) => Out::Bytes(v),
+            };
+            (k, out)
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<usize, Vec<u8>>, D::Error> {
+        let m = BTreeMap::<usize, In>::deserialize(d)?;
+        Ok(m.into_iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    In::Text(t) => t.into_bytes(),
+                    In::Bytes(b) => b,
+                };
+                (k, bytes)
+            })
+            .collect())
+    }
 }
 
 /// A checkpoint: metadata plus staged output batches.
@@ -80,7 +133,19 @@ pub(crate) fn write(dir: &Path, ck: &Checkpoint) -> Result<(), ProcessorError> {
     let meta = serde_json::to_vec(&ck.meta).map_err(|e| err(dir, e))?;
     // The staged batches are written as they are (they can be 32 MiB): the checksum is
     // computed over the pieces instead of over one concatenated copy.
-    let meta_len = (meta.len() as u32).to_be_bytes();
+    // The length field is 32 bits: refuse metadata it cannot describe rather than write a
+    // checkpoint that cannot be read back.
+    let meta_len = u32::try_from(meta.len())
+        .map_err(|_| {
+            err(
+                dir,
+                format!(
+                    "operator state of {} bytes is too large for a checkpoint (at most 4 GiB)",
+                    meta.len()
+                ),
+            )
+        })?
+        .to_be_bytes();
     let mut crc = crc32fast::Hasher::new();
     crc.update(&meta_len);
     crc.update(&meta);
@@ -158,8 +223,27 @@ mod tests {
             len: 3,
         });
         ck.batches.push(bytes::Bytes::from_static(&[1, 2, 3]));
+        // A JSON snapshot is kept as text, a binary one as bytes; both come back as written.
+        ck.meta
+            .operators
+            .insert(0, br#"{"rows":[[1,"a\"b"]]}"#.to_vec());
+        ck.meta.operators.insert(3, vec![0xff, 0, 7]);
         write(dir.path(), &ck).expect("write");
-        assert_eq!(read(dir.path()).expect("read"), Some(ck));
+        assert_eq!(read(dir.path()).expect("read"), Some(ck.clone()));
+        let meta = serde_json::to_string(&ck.meta).expect("meta");
+        assert!(meta.contains(r#""0":"{\"rows\":"#), "{meta}");
+        assert!(meta.contains(r#""3":[255,0,7]"#), "{meta}");
+        // Checkpoints written before held every snapshot as an array of byte values.
+        let old = meta.replace(
+            &serde_json::to_string(
+                &String::from_utf8(ck.meta.operators[&0].clone()).expect("utf-8"),
+            )
+            .expect("text"),
+            &serde_json::to_string(&ck.meta.operators[&0]).expect("array"),
+        );
+        assert_ne!(old, meta);
+        let back: Meta = serde_json::from_str(&old).expect("old format reads");
+        assert_eq!(back, ck.meta);
         let path = dir.path().join("checkpoint");
         let mut bytes = fs::read(&path).expect("bytes");
         let last = bytes.len() - 1;

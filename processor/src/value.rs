@@ -28,6 +28,10 @@ pub enum Value {
     List(Vec<Value>),
     /// An object, fields in their original order.
     Object(Vec<(Arc<str>, Value)>),
+    /// A number kept as its JSON text, written as it is: an exact decimal as a format
+    /// encodes it for output (`908.000`, `2.7E-8`). Only formats produce it; decoding never
+    /// does. Elsewhere it counts as the f64 its text reads as.
+    Number(Arc<str>),
 }
 
 impl Value {
@@ -84,6 +88,7 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i as f64),
             Value::Float(f) => Some(*f),
+            Value::Number(t) => t.parse().ok(),
             _ => None,
         }
     }
@@ -121,18 +126,53 @@ impl Value {
 
     /// Encodes as compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a Value cannot fail: every variant maps onto JSON (non-finite floats
-        // become null, as serde_json does for f64).
-        serde_json::to_vec(self).unwrap_or_else(|_| b"null".to_vec())
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        out
     }
 
-    /// Appends compact JSON to `out` (what [`Value::to_json`] returns).
+    /// Appends compact JSON to `out` (what [`Value::to_json`] returns): serde_json's text
+    /// for every scalar, and a [`Value::Number`] as its text.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        if serde_json::to_writer(&mut *out, self).is_err() {
-            // Cannot happen (see `to_json`); keep the output well-formed regardless.
-            out.truncate(start);
-            out.extend_from_slice(b"null");
+        // Writing scalars into a Vec cannot fail: every variant maps onto JSON (non-finite
+        // floats become null, as serde_json does for f64).
+        fn leaf<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+            let start = out.len();
+            if serde_json::to_writer(&mut *out, v).is_err() {
+                out.truncate(start);
+                out.extend_from_slice(b"null");
+            }
+        }
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Int(i) => leaf(i, out),
+            Value::Float(f) => leaf(f, out),
+            Value::Str(s) => leaf(&**s, out),
+            Value::Number(t) => out.extend_from_slice(t.as_bytes()),
+            Value::List(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(b']');
+            }
+            Value::Object(fields) => {
+                out.push(b'{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    leaf(&**k, out);
+                    out.push(b':');
+                    v.write_json(out);
+                }
+                out.push(b'}');
+            }
         }
     }
 
@@ -144,7 +184,7 @@ impl Value {
             match v {
                 Value::Null => 0,
                 Value::Bool(_) => 1,
-                Value::Int(_) | Value::Float(_) => 2,
+                Value::Int(_) | Value::Float(_) | Value::Number(_) => 2,
                 Value::Str(_) => 3,
                 Value::List(_) => 4,
                 Value::Object(_) => 5,
@@ -154,7 +194,10 @@ impl Value {
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
-            (a @ (Value::Int(_) | Value::Float(_)), b @ (Value::Int(_) | Value::Float(_))) => {
+            (
+                a @ (Value::Int(_) | Value::Float(_) | Value::Number(_)),
+                b @ (Value::Int(_) | Value::Float(_) | Value::Number(_)),
+            ) => {
                 let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
                 x.total_cmp(&y)
             }
@@ -209,6 +252,8 @@ impl Serialize for Value {
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
             Value::Float(f) => s.serialize_f64(*f),
+            // Without serde_json's raw values, other serializers get the number it reads as.
+            Value::Number(t) => s.serialize_f64(t.parse().unwrap_or(f64::NAN)),
             Value::Str(v) => s.serialize_str(v),
             Value::List(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;

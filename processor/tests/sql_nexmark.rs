@@ -67,13 +67,11 @@ FROM bid;",
         sink("nexmark_q1", "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), `dateTime` TIMESTAMP(3), extra VARCHAR", "q1")
     );
     let out = run_sql(&host, dir.path(), &script, 1).await;
-    // 0.908 * price is exact: price * 908 thousandths. Flink writes it as a JSON number; we
-    // check the number's text, which carries no trailing zeros (908.000 is written 908.0).
+    // 0.908 * price is exact: price * 908 thousandths. Flink writes the DECIMAL(23, 3) as a
+    // JSON number with its scale: 908.000, 1.816 (BigDecimal.toString).
     let euro = |p: i64| {
         let m = p * 908;
-        let frac = format!("{:03}", m % 1000);
-        let frac = frac.trim_end_matches('0');
-        format!("{}.{}", m / 1000, if frac.is_empty() { "0" } else { frac })
+        format!("{}.{:03}", m / 1000, m % 1000)
     };
     let mut want: Vec<String> = bids
         .iter()
@@ -445,7 +443,8 @@ FROM bid WHERE NOT (bidder < 2003)",
             // rounds it half up: round(price * 10^6 / 3) (thirds never sit on a half).
             let n = b.price as i128 * 1_000_000;
             let third_u = (2 * n + 3) / 6;
-            let third = third_u as f64 / 1e6;
+            // Written with the sink's scale, as Flink writes a BigDecimal: 1025.000000.
+            let third = format!("{}.{:06}", third_u / 1_000_000, third_u % 1_000_000);
             format!(
                 r#"{{"auction":{},"bidder":{},"price":{},"dateTime":"{}","extra":"{}","day":"{}","hm":"{}","ch":"{}/{}","band":"{band}","url_len":{},"scheme":"https","big_channel":{},"item1":{},"third":{},"int_third":{},"sec":{},"trimmed":"{}","no_extra":{}}}"#,
                 b.auction,
@@ -460,7 +459,7 @@ FROM bid WHERE NOT (bidder < 2003)",
                 b.url.chars().count(),
                 b.channel == "Google" || b.channel == "Apple",
                 b.url.contains("/item/1"),
-                serde_json::to_string(&third).expect("number"),
+                third,
                 b.price / 3,
                 full[17..19].parse::<i64>().expect("seconds"),
                 b.extra.trim_matches('x'),

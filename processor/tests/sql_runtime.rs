@@ -354,3 +354,53 @@ async fn scan_startup_timestamp_starts_each_partition_at_that_record_time() {
         "{err}"
     );
 }
+
+/// DECIMAL output keeps the declared scale, as Flink's json format writes a BigDecimal
+/// (`toString()`: scientific once the first digit is below 10^-6), or always plain with
+/// 'json.encode.decimal-as-plain-number'. Expectations written by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_are_written_with_their_scale_as_flink_writes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = eddy_processor::StorageHost::new(dir.path().join("logs"));
+    host.create_topic("amounts", 1).expect("topic");
+    let rows = [
+        r#"{"id":1,"d":0.000000027,"p":908}"#,
+        r#"{"id":2,"d":"0","p":1}"#,
+        r#"{"id":3,"d":12.5,"p":10}"#,
+        r#"{"id":4,"d":-0.000001,"p":-3}"#,
+    ];
+    let values: Vec<(i64, String)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (BASE_MS + i as i64, r.to_string()))
+        .collect();
+    produce(&host, "amounts", 0, &values);
+    let script = |topic: &str, plain: &str| {
+        format!(
+            "CREATE TABLE amounts (id INT, d DECIMAL(11, 9), p BIGINT) WITH ('connector' = 'kafka', 'topic' = 'amounts', 'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE out_t (id INT, d DECIMAL(11, 9), euro DECIMAL(23, 3)) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json'{plain});
+INSERT INTO out_t SELECT id, d, 0.908 * p FROM amounts;"
+        )
+    };
+    let got = run_sql(&host, dir.path(), &script("sci", ""), 1).await;
+    assert_eq!(
+        sorted_values(&got),
+        vec![
+            r#"{"id":1,"d":2.7E-8,"euro":824.464}"#,
+            r#"{"id":2,"d":0E-9,"euro":0.908}"#,
+            r#"{"id":3,"d":12.500000000,"euro":9.080}"#,
+            r#"{"id":4,"d":-0.000001000,"euro":-2.724}"#,
+        ]
+    );
+    let plain = ", 'json.encode.decimal-as-plain-number' = 'true'";
+    let got = run_sql(&host, &dir.path().join("p"), &script("plain", plain), 1).await;
+    assert_eq!(
+        sorted_values(&got),
+        vec![
+            r#"{"id":1,"d":0.000000027,"euro":824.464}"#,
+            r#"{"id":2,"d":0.000000000,"euro":0.908}"#,
+            r#"{"id":3,"d":12.500000000,"euro":9.080}"#,
+            r#"{"id":4,"d":-0.000001000,"euro":-2.724}"#,
+        ]
+    );
+}

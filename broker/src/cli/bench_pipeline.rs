@@ -75,11 +75,26 @@ pub(super) struct Embedded {
 
 impl Embedded {
     pub(super) async fn start(data_dir: &std::path::Path) -> anyhow::Result<Embedded> {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// [`Embedded::start`] with further broker settings (tests).
+    pub(super) async fn start_with(
+        data_dir: &std::path::Path,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Embedded> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let mut config = BrokerConfig::default();
         config.set("data-dir", &data_dir.to_string_lossy())?;
         config.set("listen", &addr)?;
         config.set("http", "off")?;
+        // Generated events carry fixed event times (2023): with the default retention the
+        // broker would delete them at its first retention check (5 minutes after start),
+        // under a query still reading them, which then finishes early.
+        config.set("log.retention.ms", "-1")?;
+        for (k, v) in settings {
+            config.set(k, v)?;
+        }
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(eddy_broker::serve(config, async {
             let _ = stop_rx.await;

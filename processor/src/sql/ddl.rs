@@ -82,6 +82,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "json.fail-on-missing-field",
     "json.timestamp-format.standard",
     "json.encode.ignore-null-fields",
+    "json.encode.decimal-as-plain-number",
+    "value.json.encode.decimal-as-plain-number",
     "value.json.ignore-parse-errors",
     "value.json.timestamp-format.standard",
     "key.json.ignore-parse-errors",

@@ -152,33 +152,45 @@ fn arith(op: Arith, num: Num, x: &Value, y: &Value) -> Value {
             let up = |v: i128, from: u8, to: u8| {
                 v.checked_mul(10i128.checked_pow(u32::from(to.saturating_sub(from)))?)
             };
-            let r = match op {
+            // Computed exactly at scale `n`, then rounded half up to the result's scale `s`
+            // (smaller when Flink's rules cap the precision at 38).
+            let (r, n) = match op {
                 Arith::Add | Arith::Sub | Arith::Mod => {
-                    let (Some(a), Some(b)) = (up(a, ls, s), up(b, rs, s)) else {
+                    let n = ls.max(rs);
+                    let (Some(a), Some(b)) = (up(a, ls, n), up(b, rs, n)) else {
                         return Value::Null;
                     };
-                    match op {
+                    let r = match op {
                         Arith::Add => a.checked_add(b),
                         Arith::Sub => a.checked_sub(b),
                         _ if b == 0 => None,
                         _ => a.checked_rem(b),
-                    }
+                    };
+                    (r, n)
                 }
                 // Scales add up exactly.
-                Arith::Mul => a.checked_mul(b),
+                Arith::Mul => (a.checked_mul(b), ls + rs),
                 // a / b at scale s: a * 10^(s + rs - ls) / b, rounded half up.
                 Arith::Div => {
                     let shift = i32::from(s) + i32::from(rs) - i32::from(ls);
-                    if shift >= 0 {
+                    let r = if shift >= 0 {
                         up(a, 0, shift as u8).and_then(|n| div_half_up(n, b))
                     } else {
                         10i128
                             .checked_pow(shift.unsigned_abs())
                             .and_then(|d| b.checked_mul(d))
                             .and_then(|d| div_half_up(a, d))
-                    }
+                    };
+                    (r, s)
                 }
             };
+            let r = r.and_then(|r| {
+                if n > s {
+                    div_half_up(r, 10i128.checked_pow(u32::from(n - s))?)
+                } else {
+                    up(r, n, s)
+                }
+            });
             match r.and_then(|r| i64::try_from(r).ok()) {
                 Some(r) if fits_precision(r, p) => Value::Int(r),
                 _ => Value::Null,
@@ -329,6 +341,44 @@ pub(crate) fn like(s: &str, pattern: &str, esc: Option<char>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_arithmetic_rounds_to_a_capped_result_scale() {
+        let dec = |ls, rs, p, s| Num::Dec { ls, rs, p, s };
+        // DECIMAL(38, 10) 1.5 * DECIMAL(10, 2) 2.25 = 3.375 exactly at scale 12; the result
+        // type is DECIMAL(38, 6): 3.375000.
+        let (a, b) = (Value::Int(15_000_000_000), Value::Int(225));
+        assert_eq!(
+            arith(Arith::Mul, dec(10, 2, 38, 6), &a, &b),
+            Value::Int(3_375_000)
+        );
+        // 1.0000005 * 1.00 = 1.000000500000 → 1.000001 (half up at the sixth digit).
+        let a = Value::Int(10_000_005_000);
+        assert_eq!(
+            arith(Arith::Mul, dec(10, 2, 38, 6), &a, &Value::Int(100)),
+            Value::Int(1_000_001)
+        );
+        // DECIMAL(38, 10) + DECIMAL(38, 10) is DECIMAL(38, 9): 0.0000000005 + 0 → 0.000000001.
+        assert_eq!(
+            arith(
+                Arith::Add,
+                dec(10, 10, 38, 9),
+                &Value::Int(5),
+                &Value::Int(0)
+            ),
+            Value::Int(1)
+        );
+        // Without capping nothing changes: 1.5 + 2.25 = 3.75 at scale 2.
+        assert_eq!(
+            arith(
+                Arith::Add,
+                dec(1, 2, 10, 2),
+                &Value::Int(15),
+                &Value::Int(225)
+            ),
+            Value::Int(375)
+        );
+    }
 
     #[test]
     fn like_patterns() {

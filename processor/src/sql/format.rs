@@ -7,8 +7,11 @@
 //! Flink's Jackson-based decoder does. Output: TIMESTAMP(3) is written the way Flink's
 //! `SQL_TIMESTAMP_FORMAT` writes it (`appendFraction(NANO_OF_SECOND, 0, 9, true)`: the fraction
 //! only when it is not zero, with as few digits as needed: `"2024-01-01 00:00:10"`,
-//! `"2024-01-01 00:00:10.5"`). DECIMAL is written as a JSON number (its trailing zeros are not
-//! kept: `908.000` is written `908.0`).
+//! `"2024-01-01 00:00:10.5"`). DECIMAL(p, s) is written as a JSON number with its declared
+//! scale, as Flink's encoder writes a `BigDecimal` (Jackson's `BigDecimal.toString()`):
+//! `908.000`, and scientific notation when the exponent is below -6 (`0.000000027` is
+//! `2.7E-8`, a zero at scale 9 is `0E-9`); with `json.encode.decimal-as-plain-number` =
+//! 'true' always plain (`BigDecimal.toPlainString()`).
 
 use std::sync::Arc;
 
@@ -85,19 +88,40 @@ pub(crate) fn decode_field(v: &Value, ty: &SqlType) -> Result<Value, BadField> {
     })
 }
 
-/// Encodes a row value of type `ty` as Flink's json format writes it.
-pub(crate) fn encode_field(v: &Value, ty: &SqlType) -> Value {
+/// Encodes a row value of type `ty` as Flink's json format writes it; `plain_decimals`:
+/// 'json.encode.decimal-as-plain-number'.
+pub(crate) fn encode_field(v: &Value, ty: &SqlType, plain_decimals: bool) -> Value {
     match (v, ty) {
         (Value::Null, _) => Value::Null,
         (Value::Int(ms), SqlType::Timestamp(_)) => Value::str(&format_timestamp(*ms, None)),
-        (Value::Int(u), SqlType::Decimal(_, s)) => {
-            Value::Float(*u as f64 / 10f64.powi(i32::from(*s)))
-        }
-        (Value::List(items), SqlType::Array(inner)) => {
-            Value::List(items.iter().map(|i| encode_field(i, inner)).collect())
-        }
+        (Value::Int(u), SqlType::Decimal(_, s)) => Value::Number(Arc::from(if plain_decimals {
+            format_decimal(*u, *s)
+        } else {
+            decimal_text(*u, *s)
+        })),
+        (Value::List(items), SqlType::Array(inner)) => Value::List(
+            items
+                .iter()
+                .map(|i| encode_field(i, inner, plain_decimals))
+                .collect(),
+        ),
         (other, _) => other.clone(),
     }
+}
+
+/// Java's `BigDecimal.toString()` of `unscaled × 10^-scale`: plain with exactly `scale`
+/// fraction digits, unless the adjusted exponent (the power of ten of the first digit) is
+/// below -6; then one digit, the rest as a fraction, and `E-n` (`2.7E-8`, `0E-9`).
+pub(crate) fn decimal_text(unscaled: i64, scale: u8) -> String {
+    let digits = unscaled.unsigned_abs().to_string();
+    let adjusted = digits.len() as i64 - 1 - i64::from(scale);
+    if adjusted >= -6 {
+        return format_decimal(unscaled, scale);
+    }
+    let sign = if unscaled < 0 { "-" } else { "" };
+    let (first, rest) = digits.split_at(1);
+    let dot = if rest.is_empty() { "" } else { "." };
+    format!("{sign}{first}{dot}{rest}E{adjusted}")
 }
 
 /// Does an unscaled value have at most `p` digits?
@@ -325,6 +349,20 @@ mod tests {
         assert_eq!(parse_decimal("0.908", 3), Some(908));
         assert_eq!(parse_decimal("x", 3), None);
         assert_eq!(format_decimal(908_000, 3), "908.000");
+        // BigDecimal.toString(): plain down to an adjusted exponent of -6, then scientific.
+        assert_eq!(decimal_text(908_000, 3), "908.000");
+        assert_eq!(decimal_text(-5, 2), "-0.05");
+        assert_eq!(decimal_text(1_000, 9), "0.000001000");
+        assert_eq!(decimal_text(27, 9), "2.7E-8");
+        assert_eq!(decimal_text(-27, 9), "-2.7E-8");
+        assert_eq!(decimal_text(1, 7), "1E-7");
+        assert_eq!(decimal_text(0, 9), "0E-9");
+        assert_eq!(decimal_text(0, 6), "0.000000");
+        assert_eq!(decimal_text(0, 0), "0");
+        assert_eq!(
+            decimal_text(454_621_864_049_246_170, 0),
+            "454621864049246170"
+        );
         assert_eq!(format_decimal(-5, 2), "-0.05");
         assert_eq!(rescale(1235, 2, 1), Some(124));
         assert_eq!(rescale(-1235, 2, 1), Some(-124));

@@ -17,7 +17,7 @@ use super::ddl::TableDef;
 use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
-use super::planner::{iso, item_name, outputs_for, RowsOut, Target};
+use super::planner::{iso, item_name, outputs_for, plain_decimals, RowsOut, Target};
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
@@ -246,6 +246,7 @@ pub(super) fn plan_aggregate(
         key: Vec::new(),
         skip_nulls: false,
         iso_timestamps: false,
+        plain_decimals: false,
         dead_letter,
         upsert: None,
         as_row: false,
@@ -298,6 +299,7 @@ pub(super) fn plan_aggregate(
         key: out.key,
         skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
         iso_timestamps: out.to_sink && iso(sink),
+        plain_decimals: out.to_sink && plain_decimals(sink),
         dead_letter: None,
         upsert: (!windowed).then_some((k, compared)),
         as_row: !out.to_sink,
@@ -307,6 +309,8 @@ pub(super) fn plan_aggregate(
         RowsOut {
             cols: out.cols,
             window: out.window,
+            // A window's row leaves once, when the watermark passes its end.
+            time: out.window_end.filter(|_| windowed),
             sources: Vec::new(),
         },
     ))

@@ -203,6 +203,18 @@ impl Side<'_> {
         }
     }
 
+    /// The column whose values rows arrive in after the watermark: a table's event-time
+    /// column, or a subquery's window_end (see [`RowsOut::time`]).
+    fn time(&self) -> Option<usize> {
+        match &self.src {
+            SideSrc::Table(t) => t
+                .watermark
+                .as_ref()
+                .and_then(|w| t.columns.iter().position(|c| c.name == w.column)),
+            SideSrc::Rows(b) => b.1.time,
+        }
+    }
+
     fn window(&self) -> Option<(usize, usize)> {
         match &self.src {
             SideSrc::Table(_) => None,
@@ -394,21 +406,11 @@ fn join_two<'a>(
     if let Some(w) = &select.selection {
         conjuncts(Compiler::plain(&scope).condition(w)?, &mut conds);
     }
-    // Interval conditions between the two tables' event times bound the state.
-    let event_time = |side: &Side<'_>| match &side.src {
-        SideSrc::Table(t) => t
-            .watermark
-            .as_ref()
-            .and_then(|w| t.columns.iter().position(|c| c.name == w.column)),
-        SideSrc::Rows(_) => None,
-    };
-    let bounds = time_bounds(
-        &conds,
-        (
-            event_time(&sides[0]),
-            event_time(&sides[1]).map(|i| i + split),
-        ),
-    );
+    // Interval conditions between the two sides' times bound the state: a table's event
+    // time, or the window_end of a windowed subquery (Nexmark q7: bids joined to the
+    // maximum of the window they fall in).
+    let times = [sides[0].time(), sides[1].time()];
+    let bounds = time_bounds(&conds, (times[0], times[1].map(|i| i + split)));
     let (mut lkeys, mut rkeys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     for c in conds {
         match c {
@@ -505,12 +507,14 @@ fn join_two<'a>(
     let side_parts = [(lf, lkeys), (rf, rkeys)];
     for (i, (side, (filter, keys))) in sides.into_iter().zip(side_parts).enumerate() {
         let window_end = side.window().filter(|_| window_join).map(|(_, e)| e);
+        let time = times[i];
         match side.src {
             SideSrc::Table(t) => {
                 sources.push(t.topic().to_string());
                 join_sides.push(JoinSide {
                     decoder: Some(decoder_for(t)?),
                     window_end,
+                    time,
                     filter: and_all(filter),
                     keys,
                 });
@@ -527,6 +531,7 @@ fn join_two<'a>(
                 join_sides.push(JoinSide {
                     decoder: None,
                     window_end,
+                    time,
                     filter: and_all(filter),
                     keys,
                 });

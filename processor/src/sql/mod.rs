@@ -38,6 +38,8 @@ mod format;
 mod functions;
 mod grouping;
 mod join_plan;
+#[cfg(test)]
+mod join_state_tests;
 mod lex;
 mod ops;
 mod over;

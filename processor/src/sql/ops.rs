@@ -97,6 +97,8 @@ pub(crate) struct StageSpec {
     pub(crate) skip_nulls: bool,
     /// 'json.timestamp-format.standard' = 'ISO-8601' on output.
     pub(crate) iso_timestamps: bool,
+    /// 'json.encode.decimal-as-plain-number' = 'true'.
+    pub(crate) plain_decimals: bool,
     /// Side output for records that cannot be decoded.
     pub(crate) dead_letter: Option<Arc<str>>,
     /// An updating (unwindowed GROUP BY) result: `Some((k, n))` with `k` group keys at the
@@ -164,7 +166,7 @@ impl Stage {
             let v = eval(&o.expr, row);
             let v = match &o.encode {
                 Some(ty) => {
-                    let mut x = encode_field(&v, ty);
+                    let mut x = encode_field(&v, ty, self.spec.plain_decimals);
                     if self.spec.iso_timestamps && matches!(ty, SqlType::Timestamp(_)) {
                         if let Value::Str(s) = &x {
                             x = Value::str(&s.replacen(' ', "T", 1));

@@ -22,7 +22,9 @@ use super::agg::AggKind;
 use super::error::SqlError;
 use super::expr::{func_name, interval_ms, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
-use super::planner::{iso, outputs_for, select_items_with, Ctx, Prepared, RowsOut, Target};
+use super::planner::{
+    iso, outputs_for, plain_decimals, select_items_with, Ctx, Prepared, RowsOut, Target,
+};
 use super::types::SqlType;
 
 /// The frame of an OVER window, ending at the current row.
@@ -438,6 +440,7 @@ pub(super) fn plan_over(
         key: Vec::new(),
         skip_nulls: false,
         iso_timestamps: false,
+        plain_decimals: false,
         dead_letter: prep.dead_letter,
         upsert: None,
         as_row: true,
@@ -467,6 +470,7 @@ pub(super) fn plan_over(
         key: out.key,
         skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
         iso_timestamps: out.to_sink && iso(sink),
+        plain_decimals: out.to_sink && plain_decimals(sink),
         dead_letter: None,
         upsert: None,
         as_row: !out.to_sink,
@@ -476,6 +480,7 @@ pub(super) fn plan_over(
         RowsOut {
             cols: out.cols,
             window: out.window,
+            time: None,
             sources: prep.sources,
         },
     ))

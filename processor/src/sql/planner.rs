@@ -126,6 +126,10 @@ pub(super) struct RowsOut {
     /// Positions of window_start and window_end among `cols`, when both are selected as
     /// they are (window joins and Top-N need them).
     pub(super) window: Option<(usize, usize)>,
+    /// Position among `cols` of a time column that every row still to come has after the
+    /// watermark of the moment (window_end of a window aggregation: each window is emitted
+    /// once, when the watermark passes its end). Interval conditions on it bound join state.
+    pub(super) time: Option<usize>,
     pub(super) sources: Vec<String>,
 }
 
@@ -371,6 +375,7 @@ fn finish_select(
     } = prep;
     let sink = ctx.sink;
     let (cols, window);
+    let mut time = None;
     if super::over::has_over(select) {
         let prep = Prepared {
             scope,
@@ -422,6 +427,7 @@ fn finish_select(
             skip_nulls: out.to_sink
                 && sink.option("json.encode.ignore-null-fields") == Some("true"),
             iso_timestamps: out.to_sink && iso(sink),
+            plain_decimals: out.to_sink && plain_decimals(sink),
             dead_letter,
             upsert: None,
             as_row: !out.to_sink,
@@ -444,12 +450,14 @@ fn finish_select(
         builder = b;
         cols = rows.cols;
         window = rows.window;
+        time = rows.time;
     }
     Ok((
         builder,
         RowsOut {
             cols,
             window,
+            time,
             sources,
         },
     ))
@@ -460,6 +468,13 @@ fn first_words(s: &ast::SetExpr) -> String {
         .take(4)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// 'json.encode.decimal-as-plain-number' = 'true' (DECIMALs never in scientific notation).
+pub(super) fn plain_decimals(t: &TableDef) -> bool {
+    t.option("json.encode.decimal-as-plain-number")
+        .or(t.option("value.json.encode.decimal-as-plain-number"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 pub(super) fn iso(t: &TableDef) -> bool {

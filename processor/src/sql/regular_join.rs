@@ -29,6 +29,9 @@ pub(crate) struct JoinSide {
     /// Position of window_end in this side's rows when the join key includes the window
     /// (a window join): a row is dropped once the watermark passes its window.
     pub(crate) window_end: Option<usize>,
+    /// Position of the time column that interval bounds refer to (the table's event time
+    /// or a subquery's window_end); None: the row's event timestamp.
+    pub(crate) time: Option<usize>,
     /// Conditions on this side alone (pushed below the join: less state).
     pub(crate) filter: Option<Expr>,
     /// Key expressions over this side's row.
@@ -173,14 +176,22 @@ impl Operator for SqlJoin {
                         .is_some_and(|e| e - 1 > watermark)
                 })
         };
-        // Future rows have event times after the watermark: a left row matches right rows
-        // up to `ts - lower`, a right row left rows up to `ts + upper`.
+        // Rows still to come have times after the watermark (a table's rows unless late, a
+        // window's row because it is emitted when the watermark passes its end): a left row
+        // matches right rows up to `t - lower`, a right row left rows up to `t + upper`.
+        let cols = [self.sides[0].time, self.sides[1].time];
+        let time = |(ts, row): &(i64, Vec<Value>), col: Option<usize>| match col {
+            Some(i) => row.get(i).and_then(Value::as_i64).unwrap_or(*ts),
+            None => *ts,
+        };
         for b in self.state.buckets.values_mut() {
             b.left.retain(|r| {
-                keep(r, ends[0]) && lower.is_none_or(|lo| r.0.saturating_sub(lo) > watermark)
+                keep(r, ends[0])
+                    && lower.is_none_or(|lo| time(r, cols[0]).saturating_sub(lo) > watermark)
             });
             b.right.retain(|r| {
-                keep(r, ends[1]) && upper.is_none_or(|hi| r.0.saturating_add(hi) > watermark)
+                keep(r, ends[1])
+                    && upper.is_none_or(|hi| time(r, cols[1]).saturating_add(hi) > watermark)
             });
         }
         self.state
@@ -214,6 +225,7 @@ mod tests {
         JoinSide {
             decoder: None,
             window_end,
+            time: None,
             filter: None,
             keys: vec![Expr::Col(0)],
         }
@@ -299,6 +311,7 @@ mod interval_tests {
         let side = || JoinSide {
             decoder: None,
             window_end: None,
+            time: None,
             filter: None,
             keys: vec![Expr::Col(0)],
         };

@@ -21,6 +21,8 @@ pub(super) struct Outputs {
     pub(super) cols: Cols,
     /// Where window_start and window_end are among the outputs (for a Row target).
     pub(super) window: Option<(usize, usize)>,
+    /// Where window_end is among the outputs, selected with or without window_start.
+    pub(super) window_end: Option<usize>,
     pub(super) to_sink: bool,
 }
 
@@ -40,12 +42,14 @@ pub(super) fn outputs_for(
                 key,
                 cols: Vec::new(),
                 window: None,
+                window_end: None,
                 to_sink: true,
             })
         }
         Target::Row => {
             let at = |i: usize| items.iter().position(|(_, t, _)| t.e == Expr::Col(i));
             let window = window_in.and_then(|(s, e)| Some((at(s)?, at(e)?)));
+            let window_end = window_in.and_then(|(_, e)| at(e));
             let cols = items
                 .iter()
                 .map(|(n, t, _)| (n.clone(), t.ty.clone()))
@@ -64,6 +68,7 @@ pub(super) fn outputs_for(
                 key: Vec::new(),
                 cols,
                 window,
+                window_end,
                 to_sink: false,
             })
         }

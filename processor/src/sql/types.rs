@@ -12,7 +12,8 @@ use sqlparser::tokenizer::Span;
 
 use super::error::SqlError;
 
-/// The largest decimal precision whose unscaled values fit the `i64` a row holds.
+/// The largest DECIMAL precision a type may have (Flink's). Rows hold the unscaled value in
+/// an `i64`, so values beyond 18 digits become NULL.
 pub(crate) const MAX_DECIMAL_PRECISION: u8 = 38;
 
 /// A column or expression type.

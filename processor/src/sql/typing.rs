@@ -207,35 +207,28 @@ pub(crate) fn arith(op: Arith, a: Typed, b: Typed, span: Span) -> Result<Typed, 
         at.as_decimal().ok_or_else(bad)?,
         bt.as_decimal().ok_or_else(bad)?,
     );
-    let max = MAX_DECIMAL_PRECISION;
+    let (p1, s1, p2, s2) = (i32::from(p1), i32::from(s1), i32::from(p2), i32::from(s2));
+    // Flink's LogicalTypeMerging: the exact result type, then capped at precision 38.
     let (p, s) = match op {
         Arith::Add | Arith::Sub => {
             let s = s1.max(s2);
-            (((p1 - s1).max(p2 - s2) + s + 1).min(max), s)
+            ((p1 - s1).max(p2 - s2) + s + 1, s)
         }
-        Arith::Mul => ((p1 + p2).min(max), (s1 + s2).min(max)),
+        Arith::Mul => (p1 + p2, s1 + s2),
         Arith::Div => {
-            let int_digits = i32::from(p1) - i32::from(s1) + i32::from(s2);
-            let mut s = 6.max(i32::from(s1) + i32::from(p2) + 1);
-            let mut p = int_digits + s;
-            if p > i32::from(max) {
-                s = 6.max(i32::from(max) - int_digits);
-                p = i32::from(max);
-            }
-            (
-                p.clamp(1, i32::from(max)) as u8,
-                s.clamp(0, i32::from(max)) as u8,
-            )
+            let s = 6.max(s1 + p2 + 1);
+            (p1 - s1 + s2 + s, s)
         }
         Arith::Mod => {
             let s = s1.max(s2);
-            (((p1 - s1).min(p2 - s2) + s).clamp(1, max), s)
+            ((p1 - s1).min(p2 - s2) + s, s)
         }
     };
+    let (p, s) = adjust_precision_scale(p, s);
     // Integers travel as unscaled decimals with scale 0: same row representation.
     let num = Num::Dec {
-        ls: s1,
-        rs: s2,
+        ls: s1 as u8,
+        rs: s2 as u8,
         p,
         s,
     };
@@ -243,4 +236,36 @@ pub(crate) fn arith(op: Arith, a: Typed, b: Typed, span: Span) -> Result<Typed, 
         Expr::Arith(op, num, Box::new(a.e), Box::new(b.e)),
         T::Decimal(p, s),
     ))
+}
+
+/// Flink's `adjustPrecisionScale`: a type within precision 38 stays; a wider one becomes
+/// DECIMAL(38, s') keeping its integer digits where it can but at least min(s, 6) fraction
+/// digits (so DECIMAL(38, 10) * DECIMAL(10, 2) is DECIMAL(38, 6)).
+pub(crate) fn adjust_precision_scale(p: i32, s: i32) -> (u8, u8) {
+    let max = i32::from(MAX_DECIMAL_PRECISION);
+    if p <= max {
+        return (p.max(1) as u8, s.clamp(0, max) as u8);
+    }
+    let int_digits = p - s;
+    let s = (max - int_digits).max(s.min(6));
+    (max as u8, s.clamp(0, max) as u8)
+}
+
+#[cfg(test)]
+mod decimal_type_tests {
+    use super::*;
+
+    #[test]
+    fn decimal_result_types_follow_flink_and_cap_at_38() {
+        // Hand-computed from Flink's LogicalTypeMerging rules.
+        assert_eq!(adjust_precision_scale(23, 3), (23, 3));
+        // DECIMAL(38, 10) * DECIMAL(10, 2): (48, 12) → 36 integer digits, keep 6 fraction.
+        assert_eq!(adjust_precision_scale(48, 12), (38, 6));
+        // DECIMAL(38, 10) + DECIMAL(38, 10): (39, 10) → (38, 9).
+        assert_eq!(adjust_precision_scale(39, 10), (38, 9));
+        // A small scale is kept even when the integer digits overflow: (40, 2) → (38, 2).
+        assert_eq!(adjust_precision_scale(40, 2), (38, 2));
+        // DECIMAL(20, 2) / DECIMAL(10, 0): scale max(6, 2 + 10 + 1) = 13, precision 31.
+        assert_eq!(adjust_precision_scale(20 - 2 + 13, 13), (31, 13));
+    }
 }
