@@ -80,12 +80,7 @@ impl AggKind {
 
     /// The engine aggregate computing it.
     pub(crate) fn func(self, arg: Option<&SqlType>) -> Arc<dyn Aggregate> {
-        let num = match arg {
-            Some(SqlType::Int) => NumKind::Int,
-            Some(SqlType::Double) => NumKind::Float,
-            Some(SqlType::Decimal(_, s)) => NumKind::Dec(*s),
-            _ => NumKind::Long,
-        };
+        let num = num_kind(arg);
         match self {
             AggKind::Count => Arc::new(Count),
             AggKind::CountDistinct => Arc::new(CountDistinct),
@@ -237,6 +232,132 @@ impl Aggregate for CountDistinct {
         match acc {
             Value::List(l) => Value::Int(l.len() as i64),
             _ => Value::Int(0),
+        }
+    }
+}
+
+/// An aggregate that can also take an input back, for a GROUP BY over an updating input
+/// (Flink's retractable aggregates): COUNT, SUM and AVG subtract, while MIN, MAX and
+/// COUNT(DISTINCT) keep the multiset of values (value → how many rows hold it), so the next
+/// extreme is known when the current one is retracted. Accumulators are `Value`s, so they
+/// snapshot with the operator's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retractable {
+    kind: AggKind,
+    num: NumKind,
+}
+
+impl AggKind {
+    /// The retractable form of the aggregate for an argument of type `arg`.
+    pub(crate) fn retractable(self, arg: Option<&SqlType>) -> Retractable {
+        Retractable {
+            kind: self,
+            num: num_kind(arg),
+        }
+    }
+}
+
+fn num_kind(arg: Option<&SqlType>) -> NumKind {
+    match arg {
+        Some(SqlType::Int) => NumKind::Int,
+        Some(SqlType::Double) => NumKind::Float,
+        Some(SqlType::Decimal(_, s)) => NumKind::Dec(*s),
+        _ => NumKind::Long,
+    }
+}
+
+fn negate(v: &Value) -> Value {
+    match v {
+        Value::Int(x) => Value::Int(x.wrapping_neg()),
+        Value::Float(x) => Value::Float(-x),
+        other => other.clone(),
+    }
+}
+
+impl Retractable {
+    /// The empty accumulator.
+    pub(crate) fn init(&self) -> Value {
+        match self.kind {
+            AggKind::Count => Value::Int(0),
+            // [sum, count of non-null inputs]
+            AggKind::Sum | AggKind::Avg => Value::List(vec![Value::Null, Value::Int(0)]),
+            // [[value, rows], ...] sorted by value
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct => Value::List(Vec::new()),
+        }
+    }
+
+    /// Adds `input` (`adding`) or takes it back; NULL inputs are ignored either way.
+    pub(crate) fn apply(&self, acc: &mut Value, input: &Value, adding: bool) {
+        if input.is_null() {
+            return;
+        }
+        let step = if adding { 1 } else { -1 };
+        match self.kind {
+            AggKind::Count => *acc = Value::Int(acc.as_i64().unwrap_or(0) + step),
+            AggKind::Sum | AggKind::Avg => {
+                let Value::List(p) = acc else { return };
+                let [s, c] = p.as_mut_slice() else { return };
+                // AVG sums INT as BIGINT (as SqlAvg does); SUM of INT wraps at 32 bits.
+                let kind = match (self.kind, self.num) {
+                    (AggKind::Avg, NumKind::Int) => NumKind::Long,
+                    (_, k) => k,
+                };
+                let n = c.as_i64().unwrap_or(0) + step;
+                *c = Value::Int(n);
+                *s = if n == 0 {
+                    // Nothing left: no rounding residue of floats survives.
+                    Value::Null
+                } else if adding {
+                    add(kind, s, input)
+                } else {
+                    add(kind, s, &negate(input))
+                };
+            }
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct => {
+                let Value::List(set) = acc else { return };
+                let at = set.binary_search_by(|e| match e {
+                    Value::List(pair) => pair
+                        .first()
+                        .map_or(std::cmp::Ordering::Less, |v| v.total_cmp(input)),
+                    _ => std::cmp::Ordering::Less,
+                });
+                match at {
+                    Ok(i) => {
+                        let n = match &set[i] {
+                            Value::List(pair) => pair.get(1).and_then(Value::as_i64).unwrap_or(0),
+                            _ => 0,
+                        } + step;
+                        if n <= 0 {
+                            set.remove(i);
+                        } else {
+                            set[i] = Value::List(vec![input.clone(), Value::Int(n)]);
+                        }
+                    }
+                    // Taking back a value never added (e.g. expired state): nothing to do.
+                    Err(_) if !adding => {}
+                    Err(i) => set.insert(i, Value::List(vec![input.clone(), Value::Int(1)])),
+                }
+            }
+        }
+    }
+
+    /// The result for an accumulator.
+    pub(crate) fn finish(&self, acc: &Value) -> Value {
+        let value_at = |i: Option<&Value>| match i {
+            Some(Value::List(pair)) => pair.first().cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        match (self.kind, acc) {
+            (AggKind::Count, a) => Value::Int(a.as_i64().unwrap_or(0).max(0)),
+            (AggKind::Sum, Value::List(p)) => match p.get(1).and_then(Value::as_i64) {
+                Some(n) if n > 0 => p.first().cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            },
+            (AggKind::Avg, a) => SqlAvg(self.num).finish(a),
+            (AggKind::Min, Value::List(set)) => value_at(set.first()),
+            (AggKind::Max, Value::List(set)) => value_at(set.last()),
+            (AggKind::CountDistinct, Value::List(set)) => Value::Int(set.len() as i64),
+            _ => Value::Null,
         }
     }
 }

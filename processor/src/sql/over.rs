@@ -441,6 +441,8 @@ pub(super) fn plan_over(
         dead_letter: prep.dead_letter,
         upsert: None,
         as_row: true,
+        changelog_in: false,
+        changelog_out: false,
     }));
     builder = builder.op(OverAggregate {
         width,
@@ -470,6 +472,8 @@ pub(super) fn plan_over(
         dead_letter: None,
         upsert: None,
         as_row: !out.to_sink,
+        changelog_in: false,
+        changelog_out: false,
     }));
     Ok((
         builder,
@@ -477,6 +481,7 @@ pub(super) fn plan_over(
             cols: out.cols,
             window: out.window,
             sources: prep.sources,
+            updating: false,
         },
     ))
 }

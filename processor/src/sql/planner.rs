@@ -127,6 +127,8 @@ pub(super) struct RowsOut {
     /// they are (window joins and Top-N need them).
     pub(super) window: Option<(usize, usize)>,
     pub(super) sources: Vec<String>,
+    /// The rows are a changelog (see `changelog`): an updating result.
+    pub(super) updating: bool,
 }
 
 /// What planning needs besides the query.
@@ -368,9 +370,10 @@ fn finish_select(
         sources,
         window: window_in,
         upsert_key,
+        updating,
     } = prep;
     let sink = ctx.sink;
-    let (cols, window);
+    let (cols, window, out_updating);
     if super::over::has_over(select) {
         let prep = Prepared {
             scope,
@@ -383,6 +386,7 @@ fn finish_select(
             sources,
             window: window_in,
             upsert_key,
+            updating,
         };
         return super::over::plan_over(builder, select, ctx, target, prep);
     }
@@ -402,6 +406,12 @@ fn finish_select(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
+        if updating && matches!(target, Target::Sink(_)) {
+            return Err(SqlError::span(
+                select.select_token.0.span,
+                "writing the rows of an updating subquery (an unwindowed GROUP BY) without aggregating them is not supported yet; aggregate them with GROUP BY in the outer query, or move the GROUP BY to the outermost query",
+            ));
+        }
         if upsert_key.is_some() && matches!(target, Target::Row) {
             return Err(SqlError::span(
                 select.select_token.0.span,
@@ -425,7 +435,11 @@ fn finish_select(
             dead_letter,
             upsert: None,
             as_row: !out.to_sink,
+            // A filter and projection pass the row kinds of a changelog through.
+            changelog_in: updating,
+            changelog_out: updating,
         }));
+        out_updating = updating;
     } else {
         let (b, rows) = super::grouping::plan_aggregate(
             builder,
@@ -440,10 +454,12 @@ fn finish_select(
             sink,
             &target,
             window_in,
+            updating,
         )?;
         builder = b;
         cols = rows.cols;
         window = rows.window;
+        out_updating = rows.updating;
     }
     Ok((
         builder,
@@ -451,6 +467,7 @@ fn finish_select(
             cols,
             window,
             sources,
+            updating: out_updating,
         },
     ))
 }
