@@ -411,4 +411,125 @@ mod tests {
         );
         assert!(AggKind::Sum.result_type(Some(&SqlType::String)).is_err());
     }
+
+    /// Folds `(value, add?)` steps into a retractable aggregate; the result after each step.
+    fn steps(kind: AggKind, ty: &SqlType, xs: &[(i64, bool)]) -> Vec<Value> {
+        let f = kind.retractable(Some(ty));
+        let mut acc = f.init();
+        xs.iter()
+            .map(|(x, add)| {
+                f.apply(&mut acc, &Value::Int(*x), *add);
+                f.finish(&acc)
+            })
+            .collect()
+    }
+
+    fn ints(v: &[Option<i64>]) -> Vec<Value> {
+        v.iter()
+            .map(|x| x.map_or(Value::Null, Value::Int))
+            .collect()
+    }
+
+    #[test]
+    fn retracted_extremes_fall_back_to_the_next_value_held() {
+        // 5, 9, 9, 2 in; then 9 out (another 9 is still held), 9 out, 2 out, 5 out.
+        let xs = [
+            (5, true),
+            (9, true),
+            (9, true),
+            (2, true),
+            (9, false),
+            (9, false),
+            (2, false),
+            (5, false),
+        ];
+        assert_eq!(
+            steps(AggKind::Max, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(5),
+                Some(9),
+                Some(9),
+                Some(9),
+                Some(9),
+                Some(5),
+                Some(5),
+                None
+            ])
+        );
+        assert_eq!(
+            steps(AggKind::Min, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(5),
+                Some(5),
+                Some(5),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(5),
+                None
+            ])
+        );
+        assert_eq!(
+            steps(AggKind::CountDistinct, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(3),
+                Some(2),
+                Some(1),
+                Some(0)
+            ])
+        );
+        // Taking back a value never added changes nothing.
+        assert_eq!(
+            steps(AggKind::Max, &SqlType::BigInt, &[(4, true), (7, false)]),
+            ints(&[Some(4), Some(4)])
+        );
+    }
+
+    #[test]
+    fn count_sum_and_avg_subtract_what_is_taken_back() {
+        let xs = [
+            (10, true),
+            (3, true),
+            (4, true),
+            (10, false),
+            (3, false),
+            (4, false),
+        ];
+        assert_eq!(
+            steps(AggKind::Count, &SqlType::BigInt, &xs),
+            ints(&[Some(1), Some(2), Some(3), Some(2), Some(1), Some(0)])
+        );
+        // SUM and AVG of nothing left are NULL, as in Flink; AVG of BIGINT truncates.
+        assert_eq!(
+            steps(AggKind::Sum, &SqlType::BigInt, &xs),
+            ints(&[Some(10), Some(13), Some(17), Some(7), Some(4), None])
+        );
+        assert_eq!(
+            steps(AggKind::Avg, &SqlType::BigInt, &xs),
+            ints(&[Some(10), Some(6), Some(5), Some(3), Some(4), None])
+        );
+        // NULL inputs count for nothing either way.
+        let f = AggKind::Count.retractable(Some(&SqlType::BigInt));
+        let mut acc = f.init();
+        f.apply(&mut acc, &Value::Int(1), true);
+        f.apply(&mut acc, &Value::Null, false);
+        assert_eq!(f.finish(&acc), Value::Int(1));
+        // INT sums wrap at 32 bits both ways, DOUBLE averages divide exactly.
+        let f = AggKind::Sum.retractable(Some(&SqlType::Int));
+        let mut acc = f.init();
+        for (x, add) in [(i64::from(i32::MAX), true), (1, true), (1, false)] {
+            f.apply(&mut acc, &Value::Int(x), add);
+        }
+        assert_eq!(f.finish(&acc), Value::Int(i64::from(i32::MAX)));
+        let f = AggKind::Avg.retractable(Some(&SqlType::Double));
+        let mut acc = f.init();
+        for (x, add) in [(1.0, true), (2.0, true), (10.0, true), (10.0, false)] {
+            f.apply(&mut acc, &Value::Float(x), add);
+        }
+        assert_eq!(f.finish(&acc), Value::Float(1.5));
+    }
 }
