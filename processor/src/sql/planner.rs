@@ -409,7 +409,7 @@ fn finish_select(
         if updating && matches!(target, Target::Sink(_)) {
             return Err(SqlError::span(
                 select.select_token.0.span,
-                "writing the rows of an updating subquery (an unwindowed GROUP BY) without aggregating them is not supported yet; aggregate them with GROUP BY in the outer query, or move the GROUP BY to the outermost query",
+                "an unwindowed GROUP BY inside a subquery is an updating result, which an outer query can so far only aggregate with an unwindowed GROUP BY; writing its rows as they are is not supported yet (move the GROUP BY to the outermost query)",
             ));
         }
         if upsert_key.is_some() && matches!(target, Target::Row) {
