@@ -1,7 +1,9 @@
 //! Planning aggregations: group keys and aggregate arguments are computed by a first stage,
 //! the engine's window aggregate groups them (per window, or as a running aggregate), and a
 //! last stage evaluates HAVING and the SELECT list over `g0.., window_start, window_end,
-//! r0..` (group keys, window bounds, aggregate results).
+//! r0..` (group keys, window bounds, aggregate results). Over an updating input (a changelog
+//! from a GROUP BY subquery) the stages carry row kinds and a retracting aggregate takes
+//! the engine's place; an unwindowed GROUP BY read by an outer query emits a changelog.
 
 use std::sync::Arc;
 

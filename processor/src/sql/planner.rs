@@ -13,7 +13,9 @@
 //!   operators run only on its input's events (`scoped::ForInput`); the join emits rows
 //!   (`Value::List`) that the stages above read;
 //! - a subquery in FROM (`derived`): its last stage emits rows instead of sink records; window
-//!   Top-N ranks them per window.
+//!   Top-N ranks them per window. An unwindowed GROUP BY subquery emits a changelog
+//!   (`changelog`) that an outer unwindowed GROUP BY aggregates with retractions
+//!   (`retract::RetractAggregate` in place of the engine's aggregate).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
