@@ -94,6 +94,8 @@ impl Decoded {
             timestamp: ts,
             headers,
             input: s.input,
+            partition: s.partition,
+            offset,
             raw,
         });
     }

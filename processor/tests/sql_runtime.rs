@@ -143,6 +143,35 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
     assert_eq!(letters, vec![r#"{"id":2,"n":"eleven","ts":"2024-01-01 00:00:02"}"#.to_string()], "undecodable JSON values go to the dead-letter topic (non-JSON records are dropped by the source)");
 }
 
+/// Runs `p` (unbounded) until it has read `n` records, then stops it.
+async fn run_until_read(
+    host: &Arc<eddy_processor::StorageHost>,
+    p: &SqlPipeline,
+    state: &std::path::Path,
+    n: usize,
+) {
+    let status = Arc::new(PipelineStatus::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let backend = Backend::Local(Arc::clone(host) as Arc<dyn LocalHost>);
+    let task = tokio::spawn(run(
+        p.compile().expect("compiles"),
+        backend,
+        state.to_path_buf(),
+        Arc::clone(&status),
+        stop,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while status.snapshot().records_in < n as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first part is read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    task.await.expect("joins").expect("runs");
+}
+
 /// Tumbling sums per auction; the table is unbounded unless `bounded`.
 fn tumble_sql(bounded: bool) -> String {
     let ddl = if bounded {
@@ -169,27 +198,7 @@ async fn a_stopped_pipeline_restarted_from_its_sql_continues_exactly() {
     let state = dir.path().join("state");
 
     // Run unbounded until the first part is read and committed, then stop.
-    let p = pipeline_of(&tumble_sql(false));
-    let status = Arc::new(PipelineStatus::default());
-    let (stop_tx, stop) = watch::channel(false);
-    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
-    let task = tokio::spawn(run(
-        p.compile().expect("compiles"),
-        backend,
-        state.clone(),
-        Arc::clone(&status),
-        stop,
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while status.snapshot().records_in < first.len() as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first part is read"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop_tx.send(true).expect("stop");
-    task.await.expect("joins").expect("runs");
+    run_until_read(&host, &pipeline_of(&tumble_sql(false)), &state, first.len()).await;
     let mid = read_all(&host, "sums").len();
     assert!(
         mid > 0,
@@ -403,4 +412,79 @@ INSERT INTO out_t SELECT id, d, 0.908 * p FROM amounts;"
             r#"{"id":4,"d":-0.000001000,"euro":-2.724}"#,
         ]
     );
+}
+
+/// A GROUP BY over a GROUP BY (how many auctions have n bids), unbounded unless `bounded`.
+fn histogram_sql(bounded: bool) -> String {
+    let ddl = if bounded {
+        BID_DDL.to_string()
+    } else {
+        BID_DDL.replace("'scan.bounded.mode' = 'latest-offset',", "")
+    };
+    format!(
+        "{ddl};
+CREATE TABLE histogram (bids BIGINT, auctions BIGINT, PRIMARY KEY (bids) NOT ENFORCED)
+WITH ('connector' = 'upsert-kafka', 'topic' = 'histogram', 'key.format' = 'json', 'value.format' = 'json');
+SET 'pipeline.name' = 'histogram';
+SET 'execution.checkpointing.interval' = '20 ms';
+INSERT INTO histogram SELECT bids, COUNT(*) AS auctions
+FROM (SELECT auction, COUNT(*) AS bids FROM bid GROUP BY auction) GROUP BY bids"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_group_by_restarted_from_its_sql_keeps_its_retraction_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = bids(2_000, 3, 43);
+    let (first, second) = all.split_at(1_200);
+    let host = host_with_bids(dir.path(), first);
+    host.create_topic("histogram", 2).expect("topic");
+    let state = dir.path().join("state");
+    run_until_read(
+        &host,
+        &pipeline_of(&histogram_sql(false)),
+        &state,
+        first.len(),
+    )
+    .await;
+    let mid = read_all(&host, "histogram").len();
+    assert!(mid > 0, "updates were written before the stop");
+
+    // More input; the restarted pipeline must retract from the counts it had before.
+    write_bids(&host, "bids", 3, second);
+    let p2 = pipeline_of(&histogram_sql(true));
+    let status = Arc::new(PipelineStatus::default());
+    let (_tx, stop) = watch::channel(false);
+    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
+    run(
+        p2.compile().expect("compiles"),
+        backend,
+        state,
+        Arc::clone(&status),
+        stop,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(status.snapshot().state, RunState::Finished);
+
+    let mut per_auction: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &all {
+        *per_auction.entry(b.auction).or_default() += 1;
+    }
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    for n in per_auction.values() {
+        let key = format!(r#"{{"bids":{n}}}"#);
+        let count = per_auction.values().filter(|m| *m == n).count();
+        want.insert(key, format!(r#"{{"bids":{n},"auctions":{count}}}"#));
+    }
+    // The final upsert table: the last record per key, tombstones removing keys.
+    let out = read_all(&host, "histogram");
+    assert!(out.len() > mid);
+    let mut got: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for r in &out {
+        got.insert(r.key.clone().expect("keyed"), r.value.clone());
+    }
+    let got: BTreeMap<String, String> =
+        got.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    assert_eq!(got, want, "the histogram of all bids across the restart");
 }

@@ -196,6 +196,35 @@ fn subqueries_plan_and_regular_top_n_is_refused() {
 }
 
 #[test]
+fn updating_subqueries_feed_an_outer_group_by_and_nothing_else_yet() {
+    let mut s = session();
+    let out = s
+        .execute("EXPLAIN INSERT INTO out_t SELECT n, COUNT(*) FROM (SELECT auction, COUNT(*) AS n FROM bid GROUP BY auction) GROUP BY n")
+        .expect("a GROUP BY over a GROUP BY plans");
+    let Outcome::Rows { rows, .. } = &out[0] else {
+        panic!("EXPLAIN gives rows")
+    };
+    let steps: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert!(
+        steps.iter().any(|s| s.contains("sql_retract_aggregate")),
+        "{steps:?}"
+    );
+    let inner = "(SELECT auction, COUNT(*) AS n FROM bid GROUP BY auction)";
+    let e = err(&format!("INSERT INTO out_t SELECT a.auction, b.price FROM {inner} a JOIN bid b ON a.auction = b.auction"));
+    assert!(
+        e.message.contains(
+            "a JOIN with an updating subquery (an unwindowed GROUP BY) is not supported yet"
+        ),
+        "{e}"
+    );
+    let e = err(&format!("INSERT INTO out_t SELECT auction, n FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY n DESC) AS rn FROM {inner}) WHERE rn <= 1"));
+    assert!(
+        e.message.contains("ROW_NUMBER() over an updating result"),
+        "{e}"
+    );
+}
+
+#[test]
 fn explain_shows_the_steps() {
     let out = session()
         .execute("EXPLAIN INSERT INTO out_t SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end")

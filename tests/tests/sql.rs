@@ -507,3 +507,36 @@ fn bench_sql_runs_each_query_over_every_event() -> Result<()> {
     }
     Ok(())
 }
+
+/// `eddy bench sql --queries q4` (not in the default set) loads auctions besides the bids and
+/// runs Nexmark q4 over all of both.
+#[test]
+fn bench_sql_runs_q4_over_bids_and_auctions() -> Result<()> {
+    let out = run_ok(
+        {
+            let mut c = Command::new(eddy_bin());
+            c.args([
+                "bench",
+                "sql",
+                "--events",
+                "3000",
+                "--queries",
+                "q4",
+                "--json",
+            ]);
+            c
+        },
+        Duration::from_secs(120),
+        "eddy bench sql --queries q4",
+    )?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["query"].as_str()).collect();
+    assert_eq!(names, ["q4"]);
+    assert_eq!(rows[0]["events"], 3000, "{}", rows[0]);
+    assert!(
+        rows[0]["events_per_s"].as_f64().is_some_and(|v| v > 0.0),
+        "{}",
+        rows[0]
+    );
+    Ok(())
+}

@@ -21,7 +21,8 @@ pub(crate) struct SqlBench {
     /// Partitions of the bid topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
-    /// Queries to run (q0, q1, q2, q5, q7, q11, hop).
+    /// Queries to run (q0, q1, q2, q4, q5, q7, q11, hop). q4 (not in the default set) also
+    /// reads 1,000 generated auctions.
     #[arg(long, value_delimiter = ',', default_value = "q0,q1,q2,q5,q7,q11,hop")]
     queries: Vec<String>,
     /// Print the results as JSON.
@@ -36,6 +37,18 @@ const BID_DDL: &str = "CREATE TABLE bid (
   `dateTime` TIMESTAMP(3), extra VARCHAR,
   WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
 ) WITH ('connector' = 'kafka', 'topic' = 'nexmark-bids', 'format' = 'json',
+        'scan.bounded.mode' = 'latest-offset');";
+
+const AUCTION_TOPIC: &str = "nexmark-auctions";
+
+/// Auctions (for q4): ids 1,000 to 1,999, the auctions the bids go to.
+const AUCTIONS: u64 = 1_000;
+
+const AUCTION_DDL: &str = "CREATE TABLE auction (
+  id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT,
+  `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR,
+  WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'nexmark-auctions', 'format' = 'json',
         'scan.bounded.mode' = 'latest-offset');";
 
 /// (sink columns, query) in Nexmark's Flink SQL. `hop` is the README's hot-items count (the
@@ -95,6 +108,17 @@ fn query(name: &str) -> Option<(&'static str, &'static str)> {
              ON B.price = B1.maxprice
              WHERE B.`dateTime` BETWEEN B1.`dateTime` - INTERVAL '10' SECOND AND B1.`dateTime`",
         ),
+        "q4" => (
+            "id BIGINT, final BIGINT",
+            "SELECT Q.category, AVG(Q.final)
+             FROM (
+               SELECT MAX(B.price) AS final, A.category
+               FROM auction A, bid B
+               WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires
+               GROUP BY A.id, A.category
+             ) Q
+             GROUP BY Q.category",
+        ),
         "hop" => (
             "auction BIGINT, num BIGINT, window_end TIMESTAMP(3)",
             "SELECT auction, COUNT(*) AS num, window_end
@@ -119,7 +143,7 @@ pub(crate) async fn run(b: SqlBench) -> anyhow::Result<()> {
     for q in &b.queries {
         anyhow::ensure!(
             query(q).is_some(),
-            "unknown query '{q}': choose from q0, q1, q2, q5, q7, q11, hop"
+            "unknown query '{q}': choose from q0, q1, q2, q4, q5, q7, q11, hop"
         );
     }
     let dir = tempfile::tempdir()?;
@@ -130,6 +154,13 @@ pub(crate) async fn run(b: SqlBench) -> anyhow::Result<()> {
         .create_topic(BID_TOPIC, b.partitions, &Default::default())
         .await?;
     load(&cluster, b.events).await?;
+    let with_auctions = b.queries.iter().any(|q| q == "q4");
+    if with_auctions {
+        cluster
+            .create_topic(AUCTION_TOPIC, 1, &Default::default())
+            .await?;
+        load_auctions(&cluster, b.events).await?;
+    }
     let mut rows = Vec::new();
     for q in &b.queries {
         let row = run_query(&cluster, &data_dir, q, b.partitions, b.events).await?;
@@ -165,13 +196,19 @@ async fn run_query(
         .create_topic(&out, partitions, &Default::default())
         .await?;
     let name = format!("bench-{q}");
+    // Queries reading auctions read them too.
+    let (tables, records_in) = if select.contains("FROM auction") {
+        (format!("{BID_DDL}\n{AUCTION_DDL}"), events + AUCTIONS)
+    } else {
+        (BID_DDL.to_string(), events)
+    };
     let sql = format!(
-        "{BID_DDL}\nCREATE TABLE sink ({columns}) WITH ('connector' = 'kafka', 'topic' = '{out}', 'format' = 'json');\nINSERT INTO sink {select};"
+        "{tables}\nCREATE TABLE sink ({columns}) WITH ('connector' = 'kafka', 'topic' = '{out}', 'format' = 'json');\nINSERT INTO sink {select};"
     );
     eddy_processor::sql::compile_pipeline(&name, &sql).map_err(|e| anyhow::anyhow!("{q}: {e}"))?;
     let cpu_before = cpu_seconds();
     eddy_broker::pipelines::install_sql(data_dir, &name, &sql)?;
-    let seconds = wait_finished(data_dir, &name, events).await?;
+    let seconds = wait_finished(data_dir, &name, records_in).await?;
     let cpu = cpu_seconds() - cpu_before;
     Ok(Row {
         query: q.to_string(),
@@ -215,6 +252,34 @@ async fn load(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
             value: Some(value.into_bytes().into()),
             timestamp: Some(ts),
             partition: Some((i % 4) as i32),
+            ..OutRecord::default()
+        }
+    })
+    .await
+}
+
+/// Produces the auctions 1,000 to 1,999 (categories 10 to 14) for `n` bids: auction `j`
+/// opens at bid `j * n / 1,000` and stays open for a tenth of the run, so each takes the
+/// bids of its window and new maxima keep retracting old ones downstream.
+async fn load_auctions(cluster: &Arc<Cluster>, n: u64) -> anyhow::Result<()> {
+    let base = 1_700_000_000_000i64;
+    let step = (n / AUCTIONS).max(1) as i64;
+    let open = (n / 10).max(1) as i64;
+    load_with(cluster, AUCTIONS, |j| {
+        let ts = base + j as i64 * step;
+        let value = format!(
+            r#"{{"id":{},"itemName":"item-{j}","description":"","initialBid":1,"reserve":1,"dateTime":"{}","expires":"{}","seller":{},"category":{},"extra":""}}"#,
+            1_000 + j,
+            eddy_processor::sql::timestamp_text(ts),
+            eddy_processor::sql::timestamp_text(ts + open),
+            1 + j % 100,
+            10 + j % 5
+        );
+        OutRecord {
+            topic: AUCTION_TOPIC.into(),
+            value: Some(value.into_bytes().into()),
+            timestamp: Some(ts),
+            partition: Some(0),
             ..OutRecord::default()
         }
     })

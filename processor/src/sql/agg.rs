@@ -80,12 +80,7 @@ impl AggKind {
 
     /// The engine aggregate computing it.
     pub(crate) fn func(self, arg: Option<&SqlType>) -> Arc<dyn Aggregate> {
-        let num = match arg {
-            Some(SqlType::Int) => NumKind::Int,
-            Some(SqlType::Double) => NumKind::Float,
-            Some(SqlType::Decimal(_, s)) => NumKind::Dec(*s),
-            _ => NumKind::Long,
-        };
+        let num = num_kind(arg);
         match self {
             AggKind::Count => Arc::new(Count),
             AggKind::CountDistinct => Arc::new(CountDistinct),
@@ -241,6 +236,132 @@ impl Aggregate for CountDistinct {
     }
 }
 
+/// An aggregate that can also take an input back, for a GROUP BY over an updating input
+/// (Flink's retractable aggregates): COUNT, SUM and AVG subtract, while MIN, MAX and
+/// COUNT(DISTINCT) keep the multiset of values (value → how many rows hold it), so the next
+/// extreme is known when the current one is retracted. Accumulators are `Value`s, so they
+/// snapshot with the operator's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retractable {
+    kind: AggKind,
+    num: NumKind,
+}
+
+impl AggKind {
+    /// The retractable form of the aggregate for an argument of type `arg`.
+    pub(crate) fn retractable(self, arg: Option<&SqlType>) -> Retractable {
+        Retractable {
+            kind: self,
+            num: num_kind(arg),
+        }
+    }
+}
+
+fn num_kind(arg: Option<&SqlType>) -> NumKind {
+    match arg {
+        Some(SqlType::Int) => NumKind::Int,
+        Some(SqlType::Double) => NumKind::Float,
+        Some(SqlType::Decimal(_, s)) => NumKind::Dec(*s),
+        _ => NumKind::Long,
+    }
+}
+
+fn negate(v: &Value) -> Value {
+    match v {
+        Value::Int(x) => Value::Int(x.wrapping_neg()),
+        Value::Float(x) => Value::Float(-x),
+        other => other.clone(),
+    }
+}
+
+impl Retractable {
+    /// The empty accumulator.
+    pub(crate) fn init(&self) -> Value {
+        match self.kind {
+            AggKind::Count => Value::Int(0),
+            // [sum, count of non-null inputs]
+            AggKind::Sum | AggKind::Avg => Value::List(vec![Value::Null, Value::Int(0)]),
+            // [[value, rows], ...] sorted by value
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct => Value::List(Vec::new()),
+        }
+    }
+
+    /// Adds `input` (`adding`) or takes it back; NULL inputs are ignored either way.
+    pub(crate) fn apply(&self, acc: &mut Value, input: &Value, adding: bool) {
+        if input.is_null() {
+            return;
+        }
+        let step = if adding { 1 } else { -1 };
+        match self.kind {
+            AggKind::Count => *acc = Value::Int(acc.as_i64().unwrap_or(0) + step),
+            AggKind::Sum | AggKind::Avg => {
+                let Value::List(p) = acc else { return };
+                let [s, c] = p.as_mut_slice() else { return };
+                // AVG sums INT as BIGINT (as SqlAvg does); SUM of INT wraps at 32 bits.
+                let kind = match (self.kind, self.num) {
+                    (AggKind::Avg, NumKind::Int) => NumKind::Long,
+                    (_, k) => k,
+                };
+                let n = c.as_i64().unwrap_or(0) + step;
+                *c = Value::Int(n);
+                *s = if n == 0 {
+                    // Nothing left: no rounding residue of floats survives.
+                    Value::Null
+                } else if adding {
+                    add(kind, s, input)
+                } else {
+                    add(kind, s, &negate(input))
+                };
+            }
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct => {
+                let Value::List(set) = acc else { return };
+                let at = set.binary_search_by(|e| match e {
+                    Value::List(pair) => pair
+                        .first()
+                        .map_or(std::cmp::Ordering::Less, |v| v.total_cmp(input)),
+                    _ => std::cmp::Ordering::Less,
+                });
+                match at {
+                    Ok(i) => {
+                        let n = match &set[i] {
+                            Value::List(pair) => pair.get(1).and_then(Value::as_i64).unwrap_or(0),
+                            _ => 0,
+                        } + step;
+                        if n <= 0 {
+                            set.remove(i);
+                        } else {
+                            set[i] = Value::List(vec![input.clone(), Value::Int(n)]);
+                        }
+                    }
+                    // Taking back a value never added (e.g. expired state): nothing to do.
+                    Err(_) if !adding => {}
+                    Err(i) => set.insert(i, Value::List(vec![input.clone(), Value::Int(1)])),
+                }
+            }
+        }
+    }
+
+    /// The result for an accumulator.
+    pub(crate) fn finish(&self, acc: &Value) -> Value {
+        let value_at = |i: Option<&Value>| match i {
+            Some(Value::List(pair)) => pair.first().cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        match (self.kind, acc) {
+            (AggKind::Count, a) => Value::Int(a.as_i64().unwrap_or(0).max(0)),
+            (AggKind::Sum, Value::List(p)) => match p.get(1).and_then(Value::as_i64) {
+                Some(n) if n > 0 => p.first().cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            },
+            (AggKind::Avg, a) => SqlAvg(self.num).finish(a),
+            (AggKind::Min, Value::List(set)) => value_at(set.first()),
+            (AggKind::Max, Value::List(set)) => value_at(set.last()),
+            (AggKind::CountDistinct, Value::List(set)) => Value::Int(set.len() as i64),
+            _ => Value::Null,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +410,126 @@ mod tests {
             Ok(SqlType::Decimal(38, 6))
         );
         assert!(AggKind::Sum.result_type(Some(&SqlType::String)).is_err());
+    }
+
+    /// Folds `(value, add?)` steps into a retractable aggregate; the result after each step.
+    fn steps(kind: AggKind, ty: &SqlType, xs: &[(i64, bool)]) -> Vec<Value> {
+        let f = kind.retractable(Some(ty));
+        let mut acc = f.init();
+        xs.iter()
+            .map(|(x, add)| {
+                f.apply(&mut acc, &Value::Int(*x), *add);
+                f.finish(&acc)
+            })
+            .collect()
+    }
+
+    fn ints(v: &[Option<i64>]) -> Vec<Value> {
+        v.iter()
+            .map(|x| x.map_or(Value::Null, Value::Int))
+            .collect()
+    }
+
+    #[test]
+    fn retracted_extremes_fall_back_to_the_next_value_held() {
+        // 5, 9, 9, 2 in; then 9 out (another 9 is still held), 9 out, 2 out, 5 out.
+        let xs = [
+            (5, true),
+            (9, true),
+            (9, true),
+            (2, true),
+            (9, false),
+            (9, false),
+            (2, false),
+            (5, false),
+        ];
+        assert_eq!(
+            steps(AggKind::Max, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(5),
+                Some(9),
+                Some(9),
+                Some(9),
+                Some(9),
+                Some(5),
+                Some(5),
+                None
+            ])
+        );
+        assert_eq!(
+            steps(AggKind::Min, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(5),
+                Some(5),
+                Some(5),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(5),
+                None
+            ])
+        );
+        assert_eq!(
+            steps(AggKind::CountDistinct, &SqlType::BigInt, &xs),
+            ints(&[
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(3),
+                Some(2),
+                Some(1),
+                Some(0)
+            ])
+        );
+        // Taking back a value never added changes nothing.
+        assert_eq!(
+            steps(AggKind::Max, &SqlType::BigInt, &[(4, true), (7, false)]),
+            ints(&[Some(4), Some(4)])
+        );
+    }
+
+    #[test]
+    fn count_sum_and_avg_subtract_what_is_taken_back() {
+        let xs = [
+            (10, true),
+            (3, true),
+            (4, true),
+            (10, false),
+            (3, false),
+            (4, false),
+        ];
+        assert_eq!(
+            steps(AggKind::Count, &SqlType::BigInt, &xs),
+            ints(&[Some(1), Some(2), Some(3), Some(2), Some(1), Some(0)])
+        );
+        // SUM and AVG of nothing left are NULL, as in Flink; AVG of BIGINT truncates.
+        assert_eq!(
+            steps(AggKind::Sum, &SqlType::BigInt, &xs),
+            ints(&[Some(10), Some(13), Some(17), Some(7), Some(4), None])
+        );
+        assert_eq!(
+            steps(AggKind::Avg, &SqlType::BigInt, &xs),
+            ints(&[Some(10), Some(6), Some(5), Some(3), Some(4), None])
+        );
+        // NULL inputs count for nothing either way.
+        let f = AggKind::Count.retractable(Some(&SqlType::BigInt));
+        let mut acc = f.init();
+        f.apply(&mut acc, &Value::Int(1), true);
+        f.apply(&mut acc, &Value::Null, false);
+        assert_eq!(f.finish(&acc), Value::Int(1));
+        // INT sums wrap at 32 bits both ways, DOUBLE averages divide exactly.
+        let f = AggKind::Sum.retractable(Some(&SqlType::Int));
+        let mut acc = f.init();
+        for (x, add) in [(i64::from(i32::MAX), true), (1, true), (1, false)] {
+            f.apply(&mut acc, &Value::Int(x), add);
+        }
+        assert_eq!(f.finish(&acc), Value::Int(i64::from(i32::MAX)));
+        let f = AggKind::Avg.retractable(Some(&SqlType::Double));
+        let mut acc = f.init();
+        for (x, add) in [(1.0, true), (2.0, true), (10.0, true), (10.0, false)] {
+            f.apply(&mut acc, &Value::Float(x), add);
+        }
+        assert_eq!(f.finish(&acc), Value::Float(1.5));
     }
 }

@@ -118,10 +118,9 @@ pub(super) fn plan_derived<'a>(
             .map(|w| Compiler::plain(&scope).condition(w))
             .transpose()?;
         let width = rows.cols.len();
-        return Ok((
-            builder,
-            prepared(scope, filter, width, rows.sources, rows.window),
-        ));
+        let mut p = prepared(scope, filter, width, rows.sources, rows.window);
+        p.updating = rows.updating;
+        return Ok((builder, p));
     };
     let inner = inner.expect("row_number found an inner SELECT");
     if sub.order_by.is_some() || sub.limit_clause.is_some() || sub.with.is_some() {
@@ -140,6 +139,12 @@ pub(super) fn plan_derived<'a>(
     let mut middle = (**inner).clone();
     middle.projection.remove(pos);
     let (mut builder, rows) = plan_select(builder, &middle, ctx, Target::Row)?;
+    if rows.updating {
+        return Err(SqlError::span(
+            f.span(),
+            "ROW_NUMBER() over an updating result (an unwindowed GROUP BY) is not supported yet",
+        ));
+    }
     let (cols, sources) = (rows.cols, rows.sources);
     let scope = scope_of(&cols, None);
     let mut partition = Vec::new();
@@ -221,6 +226,7 @@ fn prepared<'a>(
         sources,
         window,
         upsert_key: None,
+        updating: false,
     }
 }
 

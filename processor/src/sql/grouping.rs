@@ -1,7 +1,9 @@
 //! Planning aggregations: group keys and aggregate arguments are computed by a first stage,
 //! the engine's window aggregate groups them (per window, or as a running aggregate), and a
 //! last stage evaluates HAVING and the SELECT list over `g0.., window_start, window_end,
-//! r0..` (group keys, window bounds, aggregate results).
+//! r0..` (group keys, window bounds, aggregate results). Over an updating input (a changelog
+//! from a GROUP BY subquery) the stages carry row kinds and a retracting aggregate takes
+//! the engine's place; an unwindowed GROUP BY read by an outer query emits a changelog.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use super::error::SqlError;
 use super::expr::{self, contains_aggregate, func_name, Compiler, Expr, Scope, Typed};
 use super::ops::{OutCol, Stage, StageInput, StageSpec};
 use super::planner::{iso, item_name, outputs_for, plain_decimals, RowsOut, Target};
+use super::retract::RetractAggregate;
 use super::types::SqlType;
 use super::windows::{legacy_window, rowtime, window_aux, Aux, LegacyWindow};
 
@@ -42,6 +45,7 @@ pub(super) fn plan_aggregate(
     sink: &TableDef,
     target: &Target<'_>,
     window_in: Option<(usize, usize)>,
+    updating_in: bool,
 ) -> Result<(PipelineBuilder, RowsOut), SqlError> {
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(v, m) if m.is_empty() => v.clone(),
@@ -122,6 +126,12 @@ pub(super) fn plan_aggregate(
         .map_or(WindowKind::Global, |(kind, _)| *kind);
     let legacy = window.as_ref().and_then(|(_, l)| l.clone());
     let windowed = window.is_some();
+    if windowed && updating_in {
+        return Err(SqlError::span(
+            select.select_token.0.span,
+            "a window aggregation over an updating subquery (an unwindowed GROUP BY) is not supported (nor in Flink); use an unwindowed GROUP BY",
+        ));
+    }
 
     // Compile SELECT and HAVING over the post-aggregation row [g.., ws, we, r..].
     let mut aggs: Vec<AggCall> = Vec::new();
@@ -249,9 +259,83 @@ pub(super) fn plan_aggregate(
         plain_decimals: false,
         dead_letter,
         upsert: None,
-        as_row: false,
+        // Over a changelog the row kinds pass on to the retracting aggregate.
+        as_row: updating_in,
+        changelog_in: updating_in,
+        changelog_out: updating_in,
     }));
-    // Stage 2: the engine's aggregate.
+    if updating_in {
+        // Stage 2 over a changelog: an aggregate that takes rows back. Its input rows are
+        // [g.., a..] with the arguments of the aggregates that have one, in order.
+        let mut next = k;
+        let specs = aggs
+            .iter()
+            .map(|a| {
+                let ty = a.arg.as_ref().map(|x| &x.ty);
+                let at = a.arg.as_ref().map(|_| {
+                    next += 1;
+                    next - 1
+                });
+                (a.kind.retractable(ty), at)
+            })
+            .collect();
+        builder = builder.op(RetractAggregate::new(k, specs));
+    } else {
+        // Stage 2: the engine's aggregate.
+        builder = builder.window(engine_aggregate(&aggs, kind, k));
+    }
+    // Stage 3: HAVING and the SELECT list, encoded for the sink.
+    let out = outputs_for(
+        items,
+        target,
+        sink,
+        (!windowed).then(|| (0..k).collect()),
+        propagated.or(windowed.then_some((k, k + 1))),
+    )
+    .map_err(|e| e.or_at(select.select_token.0.span.start))?;
+    let input = if updating_in {
+        StageInput::Row
+    } else {
+        let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();
+        fields.push(Arc::from("window_start"));
+        fields.push(Arc::from("window_end"));
+        fields.extend((0..aggs.len()).map(|j| Arc::from(format!("r{j}"))));
+        StageInput::Fields(fields)
+    };
+    // An unwindowed GROUP BY is an updating result: upserted into the sink, or a changelog
+    // for an outer query.
+    let updating = !windowed && !out.to_sink;
+    builder = builder.op(Stage::new(StageSpec {
+        name: "sql_project",
+        input,
+        filter: having,
+        windows: None,
+        outputs: out.outputs,
+        key: out.key,
+        skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
+        iso_timestamps: out.to_sink && iso(sink),
+        plain_decimals: out.to_sink && plain_decimals(sink),
+        dead_letter: None,
+        upsert: (!windowed).then_some((k, compared)),
+        as_row: !out.to_sink,
+        changelog_in: updating_in,
+        changelog_out: updating,
+    }));
+    Ok((
+        builder,
+        RowsOut {
+            cols: out.cols,
+            window: out.window,
+            // A window's row leaves once, when the watermark passes its end.
+            time: out.window_end.filter(|_| windowed),
+            sources: Vec::new(),
+            updating,
+        },
+    ))
+}
+
+/// The engine's window (or running) aggregate over the first stage's `g..`, `a..` fields.
+fn engine_aggregate(aggs: &[AggCall], kind: WindowKind, k: usize) -> WindowSpec {
     let aggregates = aggs
         .iter()
         .enumerate()
@@ -264,56 +348,13 @@ pub(super) fn plan_aggregate(
             }
         })
         .collect();
-    builder = builder.window(WindowSpec {
+    WindowSpec {
         kind,
         group_by: (0..k).map(|i| format!("g{i}")).collect(),
         aggregates,
         allowed_lateness: 0,
         late: LatePolicy::Drop,
-    });
-    // Stage 3: HAVING and the SELECT list, encoded for the sink.
-    if !windowed && matches!(target, Target::Row) {
-        return Err(SqlError::span(
-            select.select_token.0.span,
-            "an unwindowed GROUP BY inside a subquery is an updating result, which outer queries cannot read yet; aggregate over a window or move the GROUP BY to the outermost query",
-        ));
     }
-    let out = outputs_for(
-        items,
-        target,
-        sink,
-        (!windowed).then(|| (0..k).collect()),
-        propagated.or(windowed.then_some((k, k + 1))),
-    )
-    .map_err(|e| e.or_at(select.select_token.0.span.start))?;
-    let mut fields: Vec<Arc<str>> = (0..k).map(|i| Arc::from(format!("g{i}"))).collect();
-    fields.push(Arc::from("window_start"));
-    fields.push(Arc::from("window_end"));
-    fields.extend((0..aggs.len()).map(|j| Arc::from(format!("r{j}"))));
-    builder = builder.op(Stage::new(StageSpec {
-        name: "sql_project",
-        input: StageInput::Fields(fields),
-        filter: having,
-        windows: None,
-        outputs: out.outputs,
-        key: out.key,
-        skip_nulls: out.to_sink && sink.option("json.encode.ignore-null-fields") == Some("true"),
-        iso_timestamps: out.to_sink && iso(sink),
-        plain_decimals: out.to_sink && plain_decimals(sink),
-        dead_letter: None,
-        upsert: (!windowed).then_some((k, compared)),
-        as_row: !out.to_sink,
-    }));
-    Ok((
-        builder,
-        RowsOut {
-            cols: out.cols,
-            window: out.window,
-            // A window's row leaves once, when the watermark passes its end.
-            time: out.window_end.filter(|_| windowed),
-            sources: Vec::new(),
-        },
-    ))
 }
 
 /// An aggregate call: COUNT(*), COUNT([DISTINCT] x), SUM/MIN/MAX/AVG(x).

@@ -258,6 +258,12 @@ fn side_of<'a>(rel: &ast::TableFactor, ctx: &Ctx<'a>) -> Result<Side<'a>, SqlErr
             })?;
             // Plan the subquery alone, then move its operators into the join's pipeline.
             let (b, rows) = plan_query(PipelineBuilder::new("side"), subquery, ctx, Target::Row)?;
+            if rows.updating {
+                return Err(SqlError::span(
+                    span,
+                    "a JOIN with an updating subquery (an unwindowed GROUP BY) is not supported yet: joins read append-only inputs; aggregate over a window, or join first and GROUP BY in the outer query",
+                ));
+            }
             let p = b
                 .sink("__side")
                 .build()
@@ -557,6 +563,7 @@ fn join_two<'a>(
             sources,
             window: None,
             upsert_key: None,
+            updating: false,
         },
     ))
 }

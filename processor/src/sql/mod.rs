@@ -29,6 +29,7 @@
 //! its line and column.
 
 mod agg;
+mod changelog;
 mod ddl;
 mod derived;
 mod error;
@@ -45,6 +46,7 @@ mod ops;
 mod over;
 mod planner;
 mod regular_join;
+mod retract;
 mod scoped;
 mod sink;
 mod sources;

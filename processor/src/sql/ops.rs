@@ -15,6 +15,7 @@ use crate::operator::Operator;
 use crate::value::Value;
 use crate::window::WindowKind;
 
+use super::changelog::{self, RowKind};
 use super::eval::{eval, is_true};
 use super::expr::Expr;
 use super::format::{decode_field, encode_field};
@@ -107,15 +108,25 @@ pub(crate) struct StageSpec {
     pub(crate) upsert: Option<(usize, usize)>,
     /// Emit the outputs as a row (`Value::List`) for an outer query instead of an object.
     pub(crate) as_row: bool,
+    /// The input rows are a changelog (each carries its [`RowKind`]).
+    pub(crate) changelog_in: bool,
+    /// The output rows (`as_row`) are a changelog: the input's kinds pass through a filter
+    /// and projection; an updating result (`upsert`) emits its changes as Flink's group
+    /// aggregate does for an operator that needs them (insert, update-before/update-after
+    /// pairs, delete).
+    pub(crate) changelog_out: bool,
 }
 
 /// A SQL step; stateless except for an updating result, where it remembers per group what
 /// it last emitted: like Flink's group aggregate it emits nothing when a group's aggregates
-/// did not change, and a tombstone (delete) when HAVING drops a group it had emitted.
+/// did not change, and a tombstone (delete) when HAVING drops a group it had emitted or the
+/// group is deleted upstream.
 pub(crate) struct Stage {
     spec: StageSpec,
     /// Group (JSON) → (aggregates last seen (JSON), emitted and not deleted).
     last: BTreeMap<String, (String, bool)>,
+    /// With `changelog_out`: group (JSON) → the row last emitted for it, to retract it.
+    shown: BTreeMap<String, Vec<Value>>,
     scratch: Vec<(i64, i64)>,
     /// Records skipped because they did not decode (logged; for status once the engine
     /// counts operator rejects).
@@ -136,6 +147,7 @@ impl Stage {
         Stage {
             spec,
             last: BTreeMap::new(),
+            shown: BTreeMap::new(),
             scratch: Vec::new(),
             bad: 0,
         }
@@ -203,10 +215,12 @@ impl Stage {
 }
 
 impl Stage {
+    /// An updating result's row for its group: emits what changed (see [`Stage`]).
     fn upsert(
         &mut self,
         (k, n): (usize, usize),
         row: &[Value],
+        kind: RowKind,
         event: &Event,
         out: &mut Collector,
     ) {
@@ -214,6 +228,13 @@ impl Stage {
             String::from_utf8_lossy(&Value::List(vs.to_vec()).to_json()).into_owned()
         };
         let group = json(&row[..k.min(row.len())]);
+        if kind.is_retraction() {
+            // The group is gone upstream (its last row was taken back).
+            if self.last.remove(&group).is_some_and(|(_, e)| e) {
+                self.retract(&group, row, event, out);
+            }
+            return;
+        }
         let aggs = json(row.get(k + 2..k + 2 + n).unwrap_or(&[]));
         let prev = self.last.get(&group);
         if prev.is_some_and(|(a, _)| *a == aggs) {
@@ -222,14 +243,42 @@ impl Stage {
         let was_emitted = prev.is_some_and(|(_, e)| *e);
         let passes = self.spec.filter.as_ref().is_none_or(|f| is_true(f, row));
         if passes {
-            let e = self.build(row, event);
+            let mut e = self.build(row, event);
+            if self.spec.changelog_out {
+                let Value::List(new) = std::mem::replace(&mut e.value, Value::Null) else {
+                    return;
+                };
+                let kind = match self.shown.insert(group.clone(), new.clone()) {
+                    Some(old) => {
+                        let mut before = e.clone();
+                        before.value = changelog::encode(old, RowKind::UpdateBefore);
+                        out.emit(before);
+                        RowKind::UpdateAfter
+                    }
+                    None => RowKind::Insert,
+                };
+                e.value = changelog::encode(new, kind);
+            }
             out.emit(e);
         } else if was_emitted {
-            let mut e = self.build(row, event);
-            e.value = Value::Null; // a tombstone deletes the key from the upsert topic
-            out.emit(e);
+            self.retract(&group, row, event, out);
         }
         self.last.insert(group, (aggs, passes));
+    }
+
+    /// Deletes what was emitted for `group`: a tombstone for the sink, a delete of the row
+    /// last shown for an outer query.
+    fn retract(&mut self, group: &str, row: &[Value], event: &Event, out: &mut Collector) {
+        let mut e = self.build(row, event);
+        if self.spec.changelog_out {
+            match self.shown.remove(group) {
+                Some(old) => e.value = changelog::encode(old, RowKind::Delete),
+                None => return,
+            }
+        } else {
+            e.value = Value::Null; // a tombstone deletes the key from the upsert topic
+        }
+        out.emit(e);
     }
 }
 
@@ -271,8 +320,14 @@ impl Operator for Stage {
                 .map(|n| event.value.get(n).cloned().unwrap_or(Value::Null))
                 .collect(),
         };
+        let mut row = row;
+        let kind = if self.spec.changelog_in {
+            changelog::split(&mut row)
+        } else {
+            RowKind::Insert
+        };
         if let Some(k) = self.spec.upsert {
-            return self.upsert(k, &row, &event, out);
+            return self.upsert(k, &row, kind, &event, out);
         }
         if let Some(f) = &self.spec.filter {
             if !is_true(f, &row) {
@@ -281,7 +336,12 @@ impl Operator for Stage {
         }
         match self.spec.windows {
             None => {
-                let e = self.build(&row, &event);
+                let mut e = self.build(&row, &event);
+                if self.spec.changelog_out {
+                    if let Value::List(r) = e.value {
+                        e.value = changelog::encode(r, kind);
+                    }
+                }
                 out.emit(e);
             }
             Some(kind) => {
@@ -305,19 +365,27 @@ impl Operator for Stage {
         if self.spec.upsert.is_none() {
             return Ok(None);
         }
-        serde_json::to_vec(&self.last)
-            .map(Some)
-            .map_err(|e| ProcessorError::State {
-                operator: self.spec.name.into(),
-                reason: e.to_string(),
-            })
+        let state = if self.spec.changelog_out {
+            serde_json::to_vec(&(&self.last, &self.shown))
+        } else {
+            serde_json::to_vec(&self.last) // the layout of checkpoints before changelogs
+        };
+        state.map(Some).map_err(|e| ProcessorError::State {
+            operator: self.spec.name.into(),
+            reason: e.to_string(),
+        })
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), ProcessorError> {
-        self.last = serde_json::from_slice(state).map_err(|e| ProcessorError::State {
+        let bad = |e: serde_json::Error| ProcessorError::State {
             operator: self.spec.name.into(),
             reason: e.to_string(),
-        })?;
+        };
+        if self.spec.changelog_out {
+            (self.last, self.shown) = serde_json::from_slice(state).map_err(bad)?;
+        } else {
+            self.last = serde_json::from_slice(state).map_err(bad)?;
+        }
         Ok(())
     }
 }

@@ -444,6 +444,8 @@ pub(super) fn plan_over(
         dead_letter: prep.dead_letter,
         upsert: None,
         as_row: true,
+        changelog_in: false,
+        changelog_out: false,
     }));
     builder = builder.op(OverAggregate {
         width,
@@ -474,6 +476,8 @@ pub(super) fn plan_over(
         dead_letter: None,
         upsert: None,
         as_row: !out.to_sink,
+        changelog_in: false,
+        changelog_out: false,
     }));
     Ok((
         builder,
@@ -482,6 +486,7 @@ pub(super) fn plan_over(
             window: out.window,
             time: None,
             sources: prep.sources,
+            updating: false,
         },
     ))
 }

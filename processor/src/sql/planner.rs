@@ -13,7 +13,9 @@
 //!   operators run only on its input's events (`scoped::ForInput`); the join emits rows
 //!   (`Value::List`) that the stages above read;
 //! - a subquery in FROM (`derived`): its last stage emits rows instead of sink records; window
-//!   Top-N ranks them per window.
+//!   Top-N ranks them per window. An unwindowed GROUP BY subquery emits a changelog
+//!   (`changelog`) that an outer unwindowed GROUP BY aggregates with retractions
+//!   (`retract::RetractAggregate` in place of the engine's aggregate).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -131,6 +133,8 @@ pub(super) struct RowsOut {
     /// once, when the watermark passes its end). Interval conditions on it bound join state.
     pub(super) time: Option<usize>,
     pub(super) sources: Vec<String>,
+    /// The rows are a changelog (see `changelog`): an updating result.
+    pub(super) updating: bool,
 }
 
 /// What planning needs besides the query.
@@ -372,9 +376,10 @@ fn finish_select(
         sources,
         window: window_in,
         upsert_key,
+        updating,
     } = prep;
     let sink = ctx.sink;
-    let (cols, window);
+    let (cols, window, out_updating);
     let mut time = None;
     if super::over::has_over(select) {
         let prep = Prepared {
@@ -388,6 +393,7 @@ fn finish_select(
             sources,
             window: window_in,
             upsert_key,
+            updating,
         };
         return super::over::plan_over(builder, select, ctx, target, prep);
     }
@@ -407,6 +413,12 @@ fn finish_select(
             windows = Some(*kind);
         }
         let items = select_items(select, &scope, &mut Compiler::plain(&scope))?;
+        if updating && matches!(target, Target::Sink(_)) {
+            return Err(SqlError::span(
+                select.select_token.0.span,
+                "an unwindowed GROUP BY inside a subquery is an updating result, which an outer query can so far only aggregate with an unwindowed GROUP BY; writing its rows as they are is not supported yet (move the GROUP BY to the outermost query)",
+            ));
+        }
         if upsert_key.is_some() && matches!(target, Target::Row) {
             return Err(SqlError::span(
                 select.select_token.0.span,
@@ -431,7 +443,11 @@ fn finish_select(
             dead_letter,
             upsert: None,
             as_row: !out.to_sink,
+            // A filter and projection pass the row kinds of a changelog through.
+            changelog_in: updating,
+            changelog_out: updating,
         }));
+        out_updating = updating;
     } else {
         let (b, rows) = super::grouping::plan_aggregate(
             builder,
@@ -446,11 +462,13 @@ fn finish_select(
             sink,
             &target,
             window_in,
+            updating,
         )?;
         builder = b;
         cols = rows.cols;
         window = rows.window;
         time = rows.time;
+        out_updating = rows.updating;
     }
     Ok((
         builder,
@@ -459,6 +477,7 @@ fn finish_select(
             window,
             time,
             sources,
+            updating: out_updating,
         },
     ))
 }

@@ -131,6 +131,9 @@ pub(super) struct Prepared<'a> {
     pub(super) window: Option<(usize, usize)>,
     /// The rows are an updating result keyed by these positions (a deduplication).
     pub(super) upsert_key: Option<Vec<usize>>,
+    /// The rows are a changelog (an unwindowed GROUP BY subquery's updating result): each
+    /// carries its row kind.
+    pub(super) updating: bool,
 }
 
 /// Looks up a source table and checks it can be read.
@@ -267,6 +270,7 @@ pub(super) fn single_source<'a>(
             sources: vec![table.topic().to_string()],
             window,
             upsert_key: None,
+            updating: false,
         },
     ))
 }

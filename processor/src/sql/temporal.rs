@@ -361,6 +361,7 @@ pub(super) fn plan_temporal<'a>(
             sources: vec![probe.topic().to_string(), versioned.topic().to_string()],
             window: None,
             upsert_key: None,
+            updating: false,
         },
     ))
 }
