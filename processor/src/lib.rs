@@ -80,7 +80,7 @@ pub use host::{BoxFuture, CommittedView, LocalHost, StorageHost};
 pub use join::{JoinType, TableJoin, TableJoinSpec, WindowJoin, WindowJoinSpec};
 pub use operator::Operator;
 pub use plan::{EventTime, Input, Pipeline, PipelineBuilder, StartFrom};
-pub use runtime::{run, Backend, PipelineStatus, RunState, StatusSnapshot};
+pub use runtime::{run, run_query, Backend, PipelineStatus, RunState, StatusSnapshot};
 pub use spec::PipelineSpec;
 pub use value::Value;
 pub use window::{LatePolicy, WindowAggregate, WindowKind, WindowSpec};
