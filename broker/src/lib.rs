@@ -13,6 +13,7 @@ mod handlers;
 mod partition;
 pub mod pipelines;
 mod producers;
+mod queries;
 mod server;
 mod sql;
 mod topics;
@@ -164,6 +165,7 @@ pub async fn serve(
             tracing::info!("eddy admin API listening on http://{addr}");
             let admin = admin::Admin {
                 sql: Arc::new(sql::SqlService::load(&data_dir, registry.clone())?),
+                queries: Arc::new(queries::Queries::new(registry.host(), sd_rx.clone())),
                 pipelines: registry,
             };
             Some(tokio::spawn(admin::run(l, admin, sd_rx.clone())))

@@ -4,12 +4,14 @@
 //! session (and a restarted broker) sees them. An `INSERT INTO ... SELECT` becomes a
 //! persistent pipeline whose stored definition is self-contained SQL (the tables it reads and
 //! writes, its `SET`s and the `INSERT`): it restarts from that text even if a table is later
-//! dropped from the catalog.
+//! dropped from the catalog. A bare SELECT is only planned here ([`SqlService::plan_query`]);
+//! [`crate::queries`] runs it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use eddy_processor::sql::{Catalog, Outcome, Session};
+use eddy_processor::sql::{Catalog, Outcome, Session, SqlQuery};
 use serde_json::{json, Value};
 
 use crate::pipelines::{Definition, PipelineError, Pipelines};
@@ -57,6 +59,30 @@ impl SqlService {
             catalog: Mutex::new(catalog),
             pipelines,
         })
+    }
+
+    /// Plans a bare SELECT against the catalog with `settings` (as `SET 'k' = 'v'` would);
+    /// nothing is started or stored.
+    pub(crate) fn plan_query(
+        &self,
+        sql: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<SqlQuery, SqlServiceError> {
+        let catalog = self
+            .catalog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut session = Session::new(catalog);
+        for (k, v) in settings {
+            let quote = |s: &str| s.replace('\'', "''");
+            session
+                .execute(&format!("SET '{}' = '{}'", quote(k), quote(v)))
+                .map_err(|e| SqlServiceError::Sql(format!("setting '{k}': {}", e.message)))?;
+        }
+        session
+            .plan_query(sql)
+            .map_err(|e| SqlServiceError::Sql(e.to_string()))
     }
 
     /// Runs a script; answers one JSON result per statement.
