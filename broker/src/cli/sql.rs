@@ -1,6 +1,8 @@
 //! `eddy sql`: run Flink SQL statements in the broker through its admin API, from a file
-//! (`-f`) or typed at a prompt (statements end with `;`).
+//! (`-f`) or typed at a prompt (statements end with `;`). A bare SELECT streams its rows to
+//! the terminal (`sql_query`).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::admin::{AdminClient, DEFAULT_ADMIN};
-use super::outln;
+use super::{outln, sql_query};
 
 #[derive(Debug, Args)]
 pub(crate) struct SqlArgs {
@@ -29,13 +31,98 @@ pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
     }
 }
 
-/// All statements of a file in one request: they take effect together or not at all.
+/// All statements of a file in one request: they take effect together or not at all. A bare
+/// SELECT may be the file's last statement: the statements before it run first (together,
+/// as above), then the query streams its rows until its LIMIT, the end of a bounded input,
+/// or Ctrl-C.
 pub(crate) fn run_file(client: &AdminClient, file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let results = execute(client, &text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    results.iter().for_each(print_result);
+    let (statements, rest) = split_statements(&text);
+    let last = if rest.trim().is_empty() {
+        statements.last()
+    } else {
+        None
+    };
+    let query = match last {
+        Some(q) if is_query(q) => {
+            // Blank out what precedes it (keeping lines and columns) so that errors point into
+            // the file.
+            let start = text.rfind(q.as_str()).unwrap_or(0);
+            let before = &text[..start];
+            let padded: String = before
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .chain(q.chars())
+                .collect();
+            Some((before.to_string(), padded))
+        }
+        _ => None,
+    };
+    if let Some(q) = statements.iter().rev().skip(1).find(|s| is_query(s)) {
+        anyhow::bail!(
+            "{}: a bare SELECT streams until it is interrupted, so it may only be the file's last statement: {}",
+            file.display(),
+            q.lines().next().unwrap_or("")
+        );
+    }
+    let Some((before, query)) = query else {
+        let results =
+            execute(client, &text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        results.iter().for_each(print_result);
+        return Ok(());
+    };
+    let mut settings = BTreeMap::new();
+    if statements.len() > 1 {
+        let results =
+            execute(client, &before).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        results.iter().for_each(print_result);
+        for s in &statements[..statements.len() - 1] {
+            remember_set(&mut settings, s);
+        }
+    }
+    sql_query::catch_interrupts()?;
+    sql_query::run(client, &query, &settings)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     Ok(())
+}
+
+/// A bare SELECT (or WITH ... SELECT), which streams its rows.
+fn is_query(stmt: &str) -> bool {
+    let word = stmt
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(word.as_str(), "SELECT" | "WITH")
+}
+
+/// Keeps the options of a `SET 'k' = 'v'` / `RESET ['k']` statement (others are ignored).
+fn remember_set(settings: &mut BTreeMap<String, String>, stmt: &str) {
+    match sql_query::parse_set(stmt) {
+        Some((Some(k), Some(v))) => {
+            settings.insert(k, v);
+        }
+        Some((Some(k), None)) => {
+            settings.remove(&k);
+        }
+        Some((None, _)) => settings.clear(),
+        None => {}
+    }
+}
+
+/// The options as SET statements, sent ahead of every statement of the prompt.
+fn set_statements(settings: &BTreeMap<String, String>) -> Vec<String> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "SET '{}' = '{}';",
+                k.replace('\'', "''"),
+                v.replace('\'', "''")
+            )
+        })
+        .collect()
 }
 
 fn execute(client: &AdminClient, sql: &str) -> anyhow::Result<Vec<Value>> {
@@ -45,10 +132,13 @@ fn execute(client: &AdminClient, sql: &str) -> anyhow::Result<Vec<Value>> {
 }
 
 /// One statement at a time. `SET`s are kept here and sent ahead of every later statement,
-/// since each request runs in a fresh session on the broker.
+/// since each request runs in a fresh session on the broker. A bare SELECT streams its rows
+/// until it ends or Ctrl-C, which cancels it and returns to the prompt (Ctrl-C never ends
+/// the prompt: QUIT, EXIT or end of input do).
 fn interactive(client: &AdminClient) -> anyhow::Result<()> {
     let tty = std::io::stdin().is_terminal();
-    let mut sets: Vec<String> = Vec::new();
+    sql_query::catch_interrupts()?;
+    let mut settings: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = String::new();
     let mut failed = false;
     let prompt = |more: bool| {
@@ -72,15 +162,21 @@ fn interactive(client: &AdminClient) -> anyhow::Result<()> {
             if matches!(word.as_str(), "QUIT" | "EXIT") {
                 return finish(failed);
             }
+            if is_query(&stmt) {
+                if let Err(e) = sql_query::run(client, &stmt, &settings) {
+                    eprintln!("error: {e}");
+                    failed = true;
+                }
+                continue;
+            }
+            let sets = set_statements(&settings);
             let mut script = sets.join("\n");
             script.push('\n');
             script.push_str(&stmt);
             match execute(client, &script) {
                 Ok(results) => {
                     results.iter().skip(sets.len()).for_each(print_result);
-                    if word == "SET" {
-                        sets.push(stmt);
-                    }
+                    remember_set(&mut settings, &stmt);
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
