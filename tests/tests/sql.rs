@@ -536,7 +536,9 @@ fn rows(lines: &mut Lines, n: usize) -> Result<Vec<(String, serde_json::Value)>>
     (0..n)
         .map(|_| {
             let v = next_json(lines)?;
-            let op = v["op"].as_str().with_context(|| format!("a row, got {v}"))?;
+            let op = v["op"]
+                .as_str()
+                .with_context(|| format!("a row, got {v}"))?;
             Ok((op.to_string(), v["row"].clone()))
         })
         .collect()
@@ -545,17 +547,20 @@ fn rows(lines: &mut Lines, n: usize) -> Result<Vec<(String, serde_json::Value)>>
 /// A bare SELECT runs in the broker and streams rows: those the topic held and those
 /// produced while it runs; it is not a pipeline and writes nothing; closing the connection
 /// stops it; LIMIT ends it; a table with `scan.startup.mode` = `latest-offset` starts at the
-/// end; an updating query's changes carry +I/-U/+U; bad SQL gets line and column.
+/// end; an updating query's changes carry +I/-U/+U; bad SQL gets line and column; a
+/// broker shutdown ends it.
 #[test]
 fn sql_select_streams_rows_and_stops_with_its_client() -> Result<()> {
-    let broker = Broker::start()?;
+    let mut broker = Broker::start()?;
     create_topic(&broker, "clicks", 2)?;
     sql_file(&broker, "ddl", CLICKS_DDL)?;
     produce(&broker, "clicks", 0, &(click(1, 0) + &click(2, 1)))?;
     produce(&broker, "clicks", 1, &click(1, 2))?;
 
-    let (status, mut lines) =
-        post_query(&broker, "SELECT url, user_id * 10 AS u10 FROM clicks WHERE user_id > 0")?;
+    let (status, mut lines) = post_query(
+        &broker,
+        "SELECT url, user_id * 10 AS u10 FROM clicks WHERE user_id > 0",
+    )?;
     assert_eq!(status, 200);
     let header = next_json(&mut lines)?;
     assert_eq!(
@@ -571,7 +576,11 @@ fn sql_select_streams_rows_and_stops_with_its_client() -> Result<()> {
     got.sort();
     assert_eq!(
         got,
-        [r#"+I ["/p/0",10]"#, r#"+I ["/p/1",20]"#, r#"+I ["/p/2",10]"#]
+        [
+            r#"+I ["/p/0",10]"#,
+            r#"+I ["/p/1",20]"#,
+            r#"+I ["/p/2",10]"#
+        ]
     );
     // Records produced after the query started show up too.
     produce(&broker, "clicks", 1, &click(7, 3))?;
@@ -634,8 +643,27 @@ fn sql_select_streams_rows_and_stops_with_its_client() -> Result<()> {
     assert_eq!(status, 400);
     let err = next_json(&mut lines)?;
     let msg = err["error"].as_str().context("error")?;
-    assert!(msg.starts_with("line 2, column 3:") && msg.contains("nope"), "{msg}");
+    assert!(
+        msg.starts_with("line 2, column 3:") && msg.contains("nope"),
+        "{msg}"
+    );
     assert!(queries_gone(&broker, Duration::from_secs(10))?);
+
+    // A broker shutting down ends a running query's answer (it does not wait for the client).
+    let (_, mut lines) = post_query(&broker, "SELECT url FROM clicks")?;
+    next_json(&mut lines)?;
+    assert_eq!(rows(&mut lines, 5)?.len(), 5);
+    let stopping = Instant::now();
+    broker.stop()?;
+    assert_eq!(
+        next_json(&mut lines)?,
+        serde_json::json!({"end": "stopped"})
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
     Ok(())
 }
 
@@ -659,7 +687,10 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 return;
             }
@@ -682,10 +713,15 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
     writeln!(stdin, "SELECT user_id, url\n  FROM clicks;")?;
     stdin.flush()?;
     let shown = wait_line(&|l| l.contains("/p/1"), "second row")?;
-    let header = shown.iter().find(|l| l.contains("user_id")).context("header")?;
+    let header = shown
+        .iter()
+        .find(|l| l.contains("user_id"))
+        .context("header")?;
     assert!(header.contains("op") && header.contains("url"), "{header}");
     assert!(
-        shown.iter().any(|l| l.contains("+I") && l.contains("41") && l.contains("/p/0")),
+        shown
+            .iter()
+            .any(|l| l.contains("+I") && l.contains("41") && l.contains("/p/0")),
         "{shown:?}"
     );
     // Still running and still streaming.
@@ -702,11 +738,17 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
 
     writeln!(stdin, "SHOW TABLES;\nSELECT url,\n   nope FROM clicks;")?;
     drop(stdin);
-    wait_line(&|l| l.trim() == "new_clicks", "SHOW TABLES after the interrupt")?;
+    wait_line(
+        &|l| l.trim() == "new_clicks",
+        "SHOW TABLES after the interrupt",
+    )?;
     let out = child.wait_with_output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2, column 4"), "{err}");
-    assert!(!out.status.success(), "a failed statement must fail a piped session");
+    assert!(
+        !out.status.success(),
+        "a failed statement must fail a piped session"
+    );
 
     // -f: the statements before run, then the SELECT streams until its LIMIT.
     let out = sql_file(
