@@ -246,17 +246,22 @@ pub(crate) fn plan_select_query(
     let limit = match q.limit_clause.take() {
         None => None,
         Some(ast::LimitClause::LimitOffset {
-            limit,
+            limit: None,
             offset: None,
             limit_by,
-        }) if limit_by.is_empty() => match limit {
-            None => None,
-            Some(e) => Some(limit_value(&e)?),
-        },
+        }) if limit_by.is_empty() => None,
+        Some(ast::LimitClause::LimitOffset {
+            limit: Some(e),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => Some(limit_value(&e)?),
         Some(other) => {
             return Err(SqlError::at(
                 at,
-                format!("'{other}' is not supported; use LIMIT n (no OFFSET)"),
+                format!(
+                    "'{}' is not supported; use LIMIT n (no OFFSET)",
+                    other.to_string().trim()
+                ),
             ))
         }
     };

@@ -98,3 +98,118 @@ impl Changelog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{ChangeKind, Changelog};
+    use crate::event::Event;
+    use crate::sql::{Catalog, Session};
+    use crate::value::Value;
+
+    fn session() -> Session {
+        let mut s = Session::new(Catalog::default());
+        s.execute(
+            "CREATE TABLE t (a BIGINT, b VARCHAR, ts TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json');",
+        )
+        .expect("valid DDL");
+        s
+    }
+
+    #[test]
+    fn a_select_plans_its_own_columns_limit_and_kind() {
+        let s = session();
+        let q = s
+            .plan_query("SELECT b, a + 1 AS a1 FROM t WHERE a > 0 LIMIT 5")
+            .expect("plans");
+        let cols: Vec<String> = q.columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        assert_eq!(cols, ["b STRING", "a1 BIGINT"]);
+        assert_eq!((q.updating, q.limit), (false, Some(5)));
+        assert_eq!(q.input_topics, ["t"]);
+        let q = s
+            .plan_query("SELECT COUNT(*) AS n FROM t GROUP BY b")
+            .expect("plans");
+        assert!(q.updating);
+        assert_eq!(q.limit, None);
+    }
+
+    #[test]
+    fn a_select_is_refused_with_its_place() {
+        let s = session();
+        for (sql, want) in [
+            (
+                "SELECT a FROM t LIMIT 2 OFFSET 1",
+                "line 1, column 1: 'LIMIT 2 OFFSET 1'",
+            ),
+            (
+                "SELECT a FROM t LIMIT -1",
+                "LIMIT -1: expected a non-negative whole number",
+            ),
+            (
+                "SELECT a FROM t;\nSELECT b FROM t",
+                "line 2, column 1: expected exactly one",
+            ),
+            (
+                "SELECT a\n  FROM nope",
+                "line 2, column 8: table 'nope' does not exist",
+            ),
+            ("SELECT a FROM t ORDER BY a", "ORDER BY is not supported"),
+            (
+                "DROP TABLE t",
+                "line 1, column 1: expected a SELECT query, not DROP",
+            ),
+        ] {
+            let e = s.plan_query(sql).expect_err(sql).to_string();
+            assert!(e.contains(want), "{sql}: {e}");
+        }
+        assert!(s.catalog().table("t").is_some(), "planning changed nothing");
+    }
+
+    fn event(key: Option<&str>, value: Value) -> Event {
+        Event {
+            key: key.map(|k| Bytes::from(k.to_string())),
+            value,
+            timestamp: 0,
+            headers: Vec::new(),
+            input: 0,
+            raw: None,
+        }
+    }
+
+    fn row(n: i64) -> Value {
+        Value::Object(vec![(Arc::from("n"), Value::Int(n))])
+    }
+
+    #[test]
+    fn upserts_become_inserts_updates_and_deletes() {
+        let mut c = Changelog {
+            updating: true,
+            ..Changelog::default()
+        };
+        let kinds = |rows: Vec<(ChangeKind, Vec<Value>)>| -> Vec<String> {
+            rows.into_iter()
+                .map(|(k, r)| format!("{} {}", k.as_str(), Value::List(r)))
+                .collect()
+        };
+        assert_eq!(kinds(c.rows(event(Some("a"), row(1)))), ["+I [1]"]);
+        assert_eq!(kinds(c.rows(event(Some("b"), row(7)))), ["+I [7]"]);
+        assert_eq!(
+            kinds(c.rows(event(Some("a"), row(2)))),
+            ["-U [1]", "+U [2]"]
+        );
+        assert_eq!(kinds(c.rows(event(Some("a"), Value::Null))), ["-D [2]"]);
+        assert!(
+            c.rows(event(Some("a"), Value::Null)).is_empty(),
+            "nothing to delete"
+        );
+        assert_eq!(kinds(c.rows(event(Some("a"), row(3)))), ["+I [3]"]);
+        // Append-only: every row an insert, keys or not.
+        let mut c = Changelog::default();
+        assert_eq!(kinds(c.rows(event(Some("a"), row(1)))), ["+I [1]"]);
+        assert_eq!(kinds(c.rows(event(Some("a"), row(1)))), ["+I [1]"]);
+    }
+}
