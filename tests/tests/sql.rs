@@ -610,7 +610,12 @@ fn sql_select_streams_rows_and_stops_with_its_client() -> Result<()> {
     // latest-offset: only what is produced after the start.
     let (_, mut lines) = post_query(&broker, "SELECT url FROM new_clicks")?;
     next_json(&mut lines)?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Its sources have taken their start positions once it reports running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_get(&broker, "/v1/queries")?["queries"][0]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the query did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     produce(&broker, "clicks", 0, &click(3, 4))?;
     assert_eq!(rows(&mut lines, 1)?[0].1, serde_json::json!(["/p/4"]));
     drop(lines);

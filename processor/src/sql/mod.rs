@@ -308,7 +308,7 @@ impl Session {
                     rows: explain(&planned.pipeline),
                 })
             }
-            ("SELECT" | "WITH", _, _) => Err(SqlError::at(stmt.start, "a bare SELECT streams its rows to a client (the `eddy sql` prompt, or POST /v1/query) and cannot run in a script; to write a topic use INSERT INTO <table> SELECT ...")),
+            ("SELECT" | "WITH", _, _) => Err(SqlError::at(stmt.start, "a query needs a sink in a script: a bare SELECT streams its rows to a client (the `eddy sql` prompt, or POST /v1/query); to write a topic use INSERT INTO <table> SELECT ...")),
             ("BEGIN", _, _) | ("EXECUTE", _, _) | ("END", _, _) => Err(SqlError::at(stmt.start, "statement sets are not supported; run one INSERT per pipeline")),
             (other, _, _) => Err(SqlError::at(stmt.start, format!("{other} statements are not supported; use CREATE TABLE, DROP TABLE, SHOW TABLES, DESCRIBE, SET, RESET or INSERT INTO ... SELECT"))),
         }
