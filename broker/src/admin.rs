@@ -11,7 +11,7 @@
 //! | `POST /v1/pipelines`         | create from a JSON definition (body)             |
 //! | `GET /v1/pipelines/{name}`   | definition and status                            |
 //! | `DELETE /v1/pipelines/{name}`| stop, then remove definition and state           |
-//! | `POST /v1/sql`               | run `{"sql": "..."}`: DDL, SET, INSERT INTO      |
+//! | `POST /v1/sql`               | run `{"sql", "settings"}`: DDL, SET, INSERT INTO |
 //! | `POST /v1/query`             | run a bare SELECT, rows streamed back as NDJSON  |
 //! | `GET /v1/queries`            | the running queries with their progress          |
 //! | `DELETE /v1/queries/{id}`    | stop a running query                             |
@@ -171,6 +171,10 @@ impl From<SqlServiceError> for ApiError {
 #[serde(deny_unknown_fields)]
 struct SqlRequest {
     sql: String,
+    /// Options set before the script runs, as `SET 'k' = 'v'` (the prompt keeps its SETs
+    /// client-side; sent this way, errors keep the statement's own lines and columns).
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
 }
 
 async fn run_sql(State(admin): State<Admin>, body: axum::body::Bytes) -> ApiResult {
@@ -180,7 +184,7 @@ async fn run_sql(State(admin): State<Admin>, body: axum::body::Bytes) -> ApiResu
             format!("expected {{\"sql\": \"...\"}}: {e}"),
         )
     })?;
-    let results = admin.sql.execute(&req.sql).await?;
+    let results = admin.sql.execute(&req.sql, &req.settings).await?;
     Ok(Json(json!({ "results": results })).into_response())
 }
 
@@ -211,14 +215,12 @@ async fn run_query(State(admin): State<Admin>, body: Bytes) -> ApiResult {
         .iter()
         .map(|(name, ty)| json!({ "name": name, "type": ty.to_string() }))
         .collect();
-    let header = json!({
-        "query": 0, "columns": columns, "updating": query.updating, "limit": query.limit,
-    });
+    let (updating, left) = (query.updating, query.limit);
     let changelog = Changelog::new(&query);
-    let left = query.limit;
     let started = admin.queries.start(req.sql, query);
-    let mut header = header;
-    header["query"] = json!(started.id);
+    let header = json!({
+        "query": started.id, "columns": columns, "updating": updating, "limit": left,
+    });
     let mut lines = ResultLines {
         pending: VecDeque::new(),
         started: Some(started),

@@ -74,25 +74,27 @@ impl SqlService {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let mut session = Session::new(catalog);
-        for (k, v) in settings {
-            let quote = |s: &str| s.replace('\'', "''");
-            session
-                .execute(&format!("SET '{}' = '{}'", quote(k), quote(v)))
-                .map_err(|e| SqlServiceError::Sql(format!("setting '{k}': {}", e.message)))?;
-        }
+        apply_settings(&mut session, settings)?;
         session
             .plan_query(sql)
             .map_err(|e| SqlServiceError::Sql(e.to_string()))
     }
 
-    /// Runs a script; answers one JSON result per statement.
-    pub(crate) async fn execute(&self, script: &str) -> Result<Vec<Value>, SqlServiceError> {
+    /// Runs a script after `settings` (as `SET 'k' = 'v'` statements would, but without
+    /// results, and keeping the script's lines and columns as written); answers one JSON
+    /// result per statement.
+    pub(crate) async fn execute(
+        &self,
+        script: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, SqlServiceError> {
         let outcomes = {
             let mut catalog = self
                 .catalog
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut session = Session::new(catalog.clone());
+            apply_settings(&mut session, settings)?;
             let outcomes = session
                 .execute(script)
                 .map_err(|e| SqlServiceError::Sql(e.to_string()))?;
@@ -135,4 +137,18 @@ impl SqlService {
         }
         Ok(results)
     }
+}
+
+/// Sets each option in `session` as `SET 'k' = 'v'` would (so they are checked alike).
+fn apply_settings(
+    session: &mut Session,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), SqlServiceError> {
+    for (k, v) in settings {
+        let quote = |s: &str| s.replace('\'', "''");
+        session
+            .execute(&format!("SET '{}' = '{}'", quote(k), quote(v)))
+            .map_err(|e| SqlServiceError::Sql(format!("setting '{k}': {}", e.message)))?;
+    }
+    Ok(())
 }

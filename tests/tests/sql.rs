@@ -471,6 +471,8 @@ CREATE TABLE clicks (user_id BIGINT, url VARCHAR, ts TIMESTAMP(3))
 CREATE TABLE new_clicks (user_id BIGINT, url VARCHAR, ts TIMESTAMP(3))
   WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json',
         'scan.startup.mode' = 'latest-offset');
+CREATE TABLE sink_t (user_id BIGINT)
+  WITH ('connector' = 'kafka', 'topic' = 'sink', 'format' = 'json');
 ";
 
 fn click(user: u64, i: u64) -> String {
@@ -741,7 +743,12 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
     wait_line(&|l| l.contains("Query stopped"), "stop message")?;
     assert!(queries_gone(&broker, Duration::from_secs(10))?);
 
-    writeln!(stdin, "SHOW TABLES;\nSELECT url,\n   nope FROM clicks;")?;
+    writeln!(
+        stdin,
+        "SHOW TABLES;\nSELECT url,\n   nope FROM clicks;\nSET 'pipeline.name' = 'p';"
+    )?;
+    // A SET kept by the prompt does not shift the place of a later error.
+    writeln!(stdin, "INSERT INTO sink_t SELECT nope FROM clicks;")?;
     drop(stdin);
     wait_line(
         &|l| l.trim() == "new_clicks",
@@ -750,6 +757,7 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
     let out = child.wait_with_output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2, column 4"), "{err}");
+    assert!(err.contains("line 1, column 27"), "{err}");
     assert!(
         !out.status.success(),
         "a failed statement must fail a piped session"

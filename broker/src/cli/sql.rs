@@ -15,7 +15,8 @@ use super::{outln, sql_query};
 #[derive(Debug, Args)]
 pub(crate) struct SqlArgs {
     /// A file of `;`-separated statements; without it, statements are read from the prompt
-    /// (or standard input).
+    /// (or standard input). A bare SELECT may end the file: it streams its rows until its
+    /// LIMIT, the end of a bounded table, or Ctrl-C.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// The broker's admin API (`eddy serve --http`).
@@ -67,15 +68,15 @@ pub(crate) fn run_file(client: &AdminClient, file: &std::path::Path) -> anyhow::
         );
     }
     let Some((before, query)) = query else {
-        let results =
-            execute(client, &text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let results = execute(client, &text, &BTreeMap::new())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         results.iter().for_each(print_result);
         return Ok(());
     };
     let mut settings = BTreeMap::new();
     if statements.len() > 1 {
-        let results =
-            execute(client, &before).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let results = execute(client, &before, &BTreeMap::new())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         results.iter().for_each(print_result);
         for s in &statements[..statements.len() - 1] {
             remember_set(&mut settings, s);
@@ -111,28 +112,18 @@ fn remember_set(settings: &mut BTreeMap<String, String>, stmt: &str) {
     }
 }
 
-/// The options as SET statements, sent ahead of every statement of the prompt.
-fn set_statements(settings: &BTreeMap<String, String>) -> Vec<String> {
-    settings
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "SET '{}' = '{}';",
-                k.replace('\'', "''"),
-                v.replace('\'', "''")
-            )
-        })
-        .collect()
-}
-
-fn execute(client: &AdminClient, sql: &str) -> anyhow::Result<Vec<Value>> {
-    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))?;
+fn execute(
+    client: &AdminClient,
+    sql: &str,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<Value>> {
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql, "settings": settings }))?;
     let r = client.post("/v1/sql", &body)?;
     Ok(r["results"].as_array().cloned().unwrap_or_default())
 }
 
-/// One statement at a time. `SET`s are kept here and sent ahead of every later statement,
-/// since each request runs in a fresh session on the broker. A bare SELECT streams its rows
+/// One statement at a time. `SET`s are kept here and sent as the settings of every later
+/// statement, since each request runs in a fresh session on the broker. A bare SELECT streams its rows
 /// until it ends or Ctrl-C, which cancels it and returns to the prompt (Ctrl-C never ends
 /// the prompt: QUIT, EXIT or end of input do).
 fn interactive(client: &AdminClient) -> anyhow::Result<()> {
@@ -169,13 +160,9 @@ fn interactive(client: &AdminClient) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            let sets = set_statements(&settings);
-            let mut script = sets.join("\n");
-            script.push('\n');
-            script.push_str(&stmt);
-            match execute(client, &script) {
+            match execute(client, &stmt, &settings) {
                 Ok(results) => {
-                    results.iter().skip(sets.len()).for_each(print_result);
+                    results.iter().for_each(print_result);
                     remember_set(&mut settings, &stmt);
                 }
                 Err(e) => {
