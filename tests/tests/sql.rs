@@ -772,5 +772,19 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
     assert!(out.contains("Option 'pipeline.name' set"), "{out}");
     assert!(out.contains("/p/1") && out.contains("/p/2"), "{out}");
     assert!(out.contains("Received a total of 2 row(s)."), "{out}");
+    // Its errors point into the file (here a last statement without its ';').
+    let path = broker
+        .data_dir()
+        .parent()
+        .context("parent")?
+        .join("bad_select.sql");
+    std::fs::write(&path, "SET 'a' = 'b';\n\nSELECT url,\n  nope FROM clicks\n")?;
+    let out = sql(&broker, &["-f", path.to_str().context("path")?]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("line 4, column 3") && err.contains("nope"),
+        "{err}"
+    );
     Ok(())
 }

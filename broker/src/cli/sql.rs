@@ -39,13 +39,11 @@ pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
 pub(crate) fn run_file(client: &AdminClient, file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let (statements, rest) = split_statements(&text);
-    let last = if rest.trim().is_empty() {
-        statements.last()
-    } else {
-        None
-    };
-    let query = match last {
+    let (mut statements, rest) = split_statements(&text);
+    if !rest.trim().is_empty() {
+        statements.push(rest.trim().to_string()); // the last statement may lack its ';'
+    }
+    let query = match statements.last() {
         Some(q) if is_query(q) => {
             // Blank out what precedes it (keeping lines and columns) so that errors point into
             // the file.
@@ -123,9 +121,9 @@ fn execute(
 }
 
 /// One statement at a time. `SET`s are kept here and sent as the settings of every later
-/// statement, since each request runs in a fresh session on the broker. A bare SELECT streams its rows
-/// until it ends or Ctrl-C, which cancels it and returns to the prompt (Ctrl-C never ends
-/// the prompt: QUIT, EXIT or end of input do).
+/// statement, since each request runs in a fresh session on the broker. A bare SELECT
+/// streams its rows until it ends or Ctrl-C, which cancels it and returns to the prompt
+/// (Ctrl-C never ends the prompt: QUIT, EXIT or end of input do).
 fn interactive(client: &AdminClient) -> anyhow::Result<()> {
     let tty = std::io::stdin().is_terminal();
     sql_query::catch_interrupts()?;
