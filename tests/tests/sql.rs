@@ -748,18 +748,30 @@ fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
         "SHOW TABLES;\nSELECT url,\n   nope FROM clicks;\nSET 'pipeline.name' = 'p';"
     )?;
     // A SET kept by the prompt does not shift the place of a later error.
-    writeln!(stdin, "INSERT INTO sink_t SELECT nope FROM clicks;")?;
-    drop(stdin);
+    writeln!(stdin, "INSERT INTO sink_t SELECT nope FROM clicks;\nQUIT;")?;
     wait_line(
         &|l| l.trim() == "new_clicks",
         "SHOW TABLES after the interrupt",
     )?;
-    let out = child.wait_with_output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
+    // QUIT ends the prompt (its input is still open).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("eddy sql did not end at QUIT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
     assert!(err.contains("line 2, column 4"), "{err}");
     assert!(err.contains("line 1, column 27"), "{err}");
     assert!(
-        !out.status.success(),
+        !status.success(),
         "a failed statement must fail a piped session"
     );
 
