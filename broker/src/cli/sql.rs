@@ -144,7 +144,7 @@ fn interactive(client: &AdminClient) -> anyhow::Result<()> {
         pending = rest;
         for stmt in statements {
             let word = stmt
-                .split_whitespace()
+                .split(|c: char| c.is_whitespace() || c == ';')
                 .next()
                 .unwrap_or("")
                 .to_ascii_uppercase();
