@@ -13,6 +13,7 @@ mod handlers;
 mod partition;
 pub mod pipelines;
 mod producers;
+mod queries;
 mod server;
 mod sql;
 mod topics;
@@ -164,6 +165,7 @@ pub async fn serve(
             tracing::info!("eddy admin API listening on http://{addr}");
             let admin = admin::Admin {
                 sql: Arc::new(sql::SqlService::load(&data_dir, registry.clone())?),
+                queries: Arc::new(queries::Queries::new(registry.host(), sd_rx.clone())),
                 pipelines: registry,
             };
             Some(tokio::spawn(admin::run(l, admin, sd_rx.clone())))
@@ -175,8 +177,16 @@ pub async fn serve(
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = sd_tx.send(true);
     let _ = server.await;
-    if let Some(t) = admin_task {
-        let _ = t.await;
+    if let Some(mut t) = admin_task {
+        // Queries end on the shutdown signal, but a query client that stopped reading keeps
+        // its streaming answer (and so the admin server) busy: bounded like the Kafka side.
+        let grace = Duration::from_millis(broker.config.long("shutdown.grace.ms").max(0) as u64);
+        if tokio::time::timeout(grace, &mut t).await.is_err() {
+            tracing::warn!(
+                "admin API connections still busy after the shutdown grace period; dropping them"
+            );
+            t.abort();
+        }
     }
     // Pipelines take a final checkpoint through the partition writers: before logs close.
     let _ = pipelines.await;

@@ -279,6 +279,11 @@ impl Pipelines {
         }
     }
 
+    /// How pipelines reach the broker's partitions (queries use it too).
+    pub(crate) fn host(&self) -> Arc<dyn LocalHost> {
+        Arc::clone(&self.host)
+    }
+
     /// Validates, stores and starts a pipeline. Creating one that exists with the same
     /// definition is a no-op (`Ok(false)`); a different definition under the same name is a
     /// conflict: its checkpointed state belongs to the old plan.

@@ -4,12 +4,14 @@
 //! session (and a restarted broker) sees them. An `INSERT INTO ... SELECT` becomes a
 //! persistent pipeline whose stored definition is self-contained SQL (the tables it reads and
 //! writes, its `SET`s and the `INSERT`): it restarts from that text even if a table is later
-//! dropped from the catalog.
+//! dropped from the catalog. A bare SELECT is only planned here ([`SqlService::plan_query`]);
+//! [`crate::queries`] runs it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use eddy_processor::sql::{Catalog, Outcome, Session};
+use eddy_processor::sql::{Catalog, Outcome, Session, SqlQuery};
 use serde_json::{json, Value};
 
 use crate::pipelines::{Definition, PipelineError, Pipelines};
@@ -59,14 +61,40 @@ impl SqlService {
         })
     }
 
-    /// Runs a script; answers one JSON result per statement.
-    pub(crate) async fn execute(&self, script: &str) -> Result<Vec<Value>, SqlServiceError> {
+    /// Plans a bare SELECT against the catalog with `settings` (as `SET 'k' = 'v'` would);
+    /// nothing is started or stored.
+    pub(crate) fn plan_query(
+        &self,
+        sql: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<SqlQuery, SqlServiceError> {
+        let catalog = self
+            .catalog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut session = Session::new(catalog);
+        apply_settings(&mut session, settings)?;
+        session
+            .plan_query(sql)
+            .map_err(|e| SqlServiceError::Sql(e.to_string()))
+    }
+
+    /// Runs a script after `settings` (as `SET 'k' = 'v'` statements would, but without
+    /// results, and keeping the script's lines and columns as written); answers one JSON
+    /// result per statement.
+    pub(crate) async fn execute(
+        &self,
+        script: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, SqlServiceError> {
         let outcomes = {
             let mut catalog = self
                 .catalog
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut session = Session::new(catalog.clone());
+            apply_settings(&mut session, settings)?;
             let outcomes = session
                 .execute(script)
                 .map_err(|e| SqlServiceError::Sql(e.to_string()))?;
@@ -123,4 +151,18 @@ impl SqlService {
         }
         Ok(results)
     }
+}
+
+/// Sets each option in `session` as `SET 'k' = 'v'` would (so they are checked alike).
+fn apply_settings(
+    session: &mut Session,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), SqlServiceError> {
+    for (k, v) in settings {
+        let quote = |s: &str| s.replace('\'', "''");
+        session
+            .execute(&format!("SET '{}' = '{}'", quote(k), quote(v)))
+            .map_err(|e| SqlServiceError::Sql(format!("setting '{k}': {}", e.message)))?;
+    }
+    Ok(())
 }

@@ -7,7 +7,8 @@
 //! `Local` (a [`LocalHost`]: the broker, or [`StorageHost`] over plain logs) reads batches
 //! straight from `LogReader`s and appends through the host's partition writers; `Remote` reads
 //! and writes any Kafka-compatible cluster through `eddy-client`, so the same plan runs
-//! against Apache Kafka or Redpanda.
+//! against Apache Kafka or Redpanda. [`run_query`] runs a plan ephemerally on a local host
+//! (a bare SQL SELECT): no state directory, no checkpoints, its output sent to a channel.
 //!
 //! Operators implement [`Operator`]: `process` for data, `on_watermark` for time,
 //! `snapshot`/`restore` for state. Events carry the raw key, a decoded [`Value`] (JSON today;
@@ -80,7 +81,7 @@ pub use host::{BoxFuture, CommittedView, LocalHost, StorageHost};
 pub use join::{JoinType, TableJoin, TableJoinSpec, WindowJoin, WindowJoinSpec};
 pub use operator::Operator;
 pub use plan::{EventTime, Input, Pipeline, PipelineBuilder, StartFrom};
-pub use runtime::{run, Backend, PipelineStatus, RunState, StatusSnapshot};
+pub use runtime::{run, run_query, Backend, PipelineStatus, RunState, StatusSnapshot};
 pub use spec::PipelineSpec;
 pub use value::Value;
 pub use window::{LatePolicy, WindowAggregate, WindowKind, WindowSpec};

@@ -174,8 +174,12 @@ struct Runner {
     /// Bad records the operators had reported by the last status update (their counts
     /// start at zero with each run).
     ops_bad: u64,
-    /// Exclusive lock on `dir`: one run of a pipeline at a time.
-    lock: Arc<std::fs::File>,
+    /// Exclusive lock on `dir`: one run of a pipeline at a time. `None` for a query, which
+    /// keeps no state.
+    lock: Option<Arc<std::fs::File>>,
+    /// A query's result events, collected here instead of staged for a topic until the
+    /// query loop hands them on.
+    collect: Option<Vec<Event>>,
 }
 
 /// Runs `pipeline` until `stop` turns true (then commits and returns), until a bounded
@@ -219,19 +223,7 @@ async fn run_inner(
     status: Arc<PipelineStatus>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<RunState, ProcessorError> {
-    let mut slots = Vec::new();
-    for (i, input) in p.inputs.iter().enumerate() {
-        for partition in 0..partitions_of(&backend, &input.topic).await? {
-            slots.push(Slot {
-                input: i,
-                topic: input.topic.clone(),
-                partition,
-                read_bytes: p.read_bytes,
-                event_time: input.event_time.clone(),
-                fields: input.decode_fields(),
-            });
-        }
-    }
+    let slots = slots_of(&p.inputs, p.read_bytes, &backend).await?;
     let mut out_partitions = BTreeMap::new();
     for t in std::iter::once(&p.output).chain(p.side_outputs.values()) {
         out_partitions.insert(t.clone(), partitions_of(&backend, t).await?);
@@ -301,7 +293,8 @@ async fn run_inner(
         meta,
         dirty: false,
         ops_bad: 0,
-        lock,
+        lock: Some(lock),
+        collect: None,
     };
     if let Some(ck) = staged {
         // The crash window between writing a checkpoint and delivering its output: deliver
@@ -366,6 +359,148 @@ async fn run_inner(
                     r.on_watermark(wm);
                 }
             }
+        }
+    }
+}
+
+/// One slot per partition of every input.
+/// (Takes the inputs, not the pipeline: its operators are not `Sync`, so a borrow of it must
+/// not be held across an await.)
+async fn slots_of(
+    inputs: &[crate::plan::Input],
+    read_bytes: usize,
+    backend: &Backend,
+) -> Result<Vec<Slot>, ProcessorError> {
+    let mut slots = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        for partition in 0..partitions_of(backend, &input.topic).await? {
+            slots.push(Slot {
+                input: i,
+                topic: input.topic.clone(),
+                partition,
+                read_bytes,
+                event_time: input.event_time.clone(),
+                fields: input.decode_fields(),
+            });
+        }
+    }
+    Ok(slots)
+}
+
+/// Runs `pipeline` as an ephemeral query on a local host: its sink topic is ignored and
+/// every event the last operator emits is sent to `rows` instead, as it is produced (side
+/// outputs such as late records or dead letters are dropped). Nothing is written: no state
+/// directory, no checkpoints, no producer id; a restart would begin again from the inputs'
+/// start positions. Returns when `stop` changes, when `rows` is closed (the reader went
+/// away), when a bounded query has read its input, or when it fails.
+pub async fn run_query(
+    pipeline: Pipeline,
+    host: Arc<dyn LocalHost>,
+    status: Arc<PipelineStatus>,
+    stop: watch::Receiver<bool>,
+    rows: mpsc::Sender<Event>,
+) -> Result<(), ProcessorError> {
+    let result = query_inner(pipeline, host, Arc::clone(&status), stop, rows).await;
+    status.update(|s| {
+        s.state = match &result {
+            Ok(state) => state.clone(),
+            Err(e) => RunState::Failed(e.to_string()),
+        };
+        s.finished_at_ms = Some(wall_ms());
+    });
+    result.map(|_| ())
+}
+
+async fn query_inner(
+    p: Pipeline,
+    host: Arc<dyn LocalHost>,
+    status: Arc<PipelineStatus>,
+    mut stop: watch::Receiver<bool>,
+    rows: mpsc::Sender<Event>,
+) -> Result<RunState, ProcessorError> {
+    let backend = Backend::Local(host);
+    let slots = slots_of(&p.inputs, p.read_bytes, &backend).await?;
+    let tracker = WatermarkTracker::new(
+        slots.len(),
+        p.watermark_delay,
+        p.idle_timeout,
+        Instant::now(),
+    );
+    let mut r = Runner {
+        positions: vec![0; slots.len()],
+        ends: vec![0; slots.len()],
+        slots,
+        p,
+        backend,
+        dir: PathBuf::new(),
+        status,
+        out_partitions: BTreeMap::new(),
+        tracker,
+        staging: Staging::default(),
+        meta: Meta::default(),
+        dirty: false,
+        ops_bad: 0,
+        lock: None,
+        collect: Some(Vec::new()),
+    };
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut remaining = r.start_sources(tx).await?;
+    r.status.update(|s| {
+        s.state = RunState::Running;
+        s.started_at_ms = Some(wall_ms());
+    });
+    let mut finished = vec![false; r.slots.len()];
+    let mut idle = tokio::time::interval(Duration::from_millis(100));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut done = false;
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return Ok(RunState::Stopped),
+            _ = rows.closed() => return Ok(RunState::Stopped),
+            msg = rx.recv() => match msg {
+                Some(SourceMsg::Records { slot, decoded, next, end }) => {
+                    r.on_records(slot, decoded, next, end);
+                }
+                Some(SourceMsg::Done { slot }) => {
+                    if !std::mem::replace(&mut finished[slot], true) {
+                        remaining = remaining.saturating_sub(1);
+                    }
+                    if remaining == 0 {
+                        if let Some(wm) = r.tracker.finish() {
+                            r.on_watermark(wm);
+                        }
+                        done = true;
+                    }
+                }
+                Some(SourceMsg::Failed(e)) => return Err(e),
+                None => return Err(ProcessorError::InvalidPlan("every source stopped".into())),
+            },
+            _ = idle.tick() => {
+                if let Some(wm) = r.tracker.advance(Instant::now()) {
+                    r.on_watermark(wm);
+                }
+            }
+        }
+        // Waits while the reader is slow: the sources stop reading meanwhile.
+        let out = r.collect.as_mut().map(std::mem::take).unwrap_or_default();
+        let n = out.len() as u64;
+        for e in out {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(RunState::Stopped),
+                sent = rows.send(e) => if sent.is_err() {
+                    return Ok(RunState::Stopped);
+                },
+            }
+        }
+        if n > 0 {
+            r.meta.records_out += n;
+            let total = r.meta.records_out;
+            r.status.update(|s| s.records_out = total);
+        }
+        if done {
+            return Ok(RunState::Finished);
         }
     }
 }
@@ -567,6 +702,10 @@ impl Runner {
             self.stage_side(std::mem::take(&mut out.side));
             events = out.main;
         }
+        if let Some(c) = &mut self.collect {
+            c.extend(events);
+            return;
+        }
         let topic = self.p.output.clone();
         let parts = self.out_partitions.get(&topic).copied().unwrap_or(1);
         for e in &events {
@@ -575,6 +714,9 @@ impl Runner {
     }
 
     fn stage_side(&mut self, side: Vec<(Arc<str>, Event)>) {
+        if self.collect.is_some() {
+            return; // a query writes nothing
+        }
         for (name, e) in side {
             if let Some(topic) = self.p.side_outputs.get(&name) {
                 let parts = self.out_partitions.get(topic).copied().unwrap_or(1);
@@ -609,6 +751,9 @@ impl Runner {
         if !std::mem::take(&mut self.dirty) {
             return Ok(()); // nothing read since the last checkpoint: nothing to record
         }
+        let Some(lock) = self.lock.clone() else {
+            return Ok(()); // a query keeps no state
+        };
         let staging = std::mem::take(&mut self.staging);
         let mut staged = Vec::new();
         let mut batches = Vec::new();
@@ -663,7 +808,7 @@ impl Runner {
         self.meta.staged = staged.clone();
         write_checkpoint(
             &self.dir,
-            &self.lock,
+            &lock,
             Checkpoint {
                 meta: self.meta.clone(),
                 batches: batches.clone(),

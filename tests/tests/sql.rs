@@ -540,3 +540,341 @@ fn bench_sql_runs_q4_over_bids_and_auctions() -> Result<()> {
     );
     Ok(())
 }
+
+// ---- Bare SELECT: `POST /v1/query` and the `eddy sql` prompt ----
+
+const CLICKS_DDL: &str = "
+CREATE TABLE clicks (user_id BIGINT, url VARCHAR, ts TIMESTAMP(3))
+  WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json');
+CREATE TABLE new_clicks (user_id BIGINT, url VARCHAR, ts TIMESTAMP(3))
+  WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json',
+        'scan.startup.mode' = 'latest-offset');
+CREATE TABLE sink_t (user_id BIGINT)
+  WITH ('connector' = 'kafka', 'topic' = 'sink', 'format' = 'json');
+";
+
+fn click(user: u64, i: u64) -> String {
+    format!(
+        "{{\"user_id\":{user},\"url\":\"/p/{i}\",\"ts\":\"{}\"}}\n",
+        sql_timestamp(1_700_000_000_000 + i as i64 * 1_000)
+    )
+}
+
+/// A streaming answer of `POST /v1/query`: its HTTP status and a line reader.
+type Lines = std::io::Lines<std::io::BufReader<ureq::BodyReader<'static>>>;
+
+fn post_query(broker: &Broker, sql: &str) -> Result<(u16, Lines)> {
+    use std::io::BufRead;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))?;
+    let resp = agent
+        .post(format!("http://{}/v1/query", broker.admin()))
+        .header("content-type", "application/json")
+        .send(&body[..])?;
+    let status = resp.status().as_u16();
+    Ok((
+        status,
+        std::io::BufReader::new(resp.into_body().into_reader()).lines(),
+    ))
+}
+
+fn next_json(lines: &mut Lines) -> Result<serde_json::Value> {
+    let line = lines.next().context("the answer ended early")??;
+    serde_json::from_str(&line).with_context(|| format!("answer line {line}"))
+}
+
+fn admin_get(broker: &Broker, path: &str) -> Result<serde_json::Value> {
+    let mut resp = ureq::get(format!("http://{}{path}", broker.admin())).call()?;
+    Ok(resp.body_mut().read_json()?)
+}
+
+fn running_queries(broker: &Broker) -> Result<usize> {
+    Ok(admin_get(broker, "/v1/queries")?["queries"]
+        .as_array()
+        .context("queries")?
+        .len())
+}
+
+/// Waits until no query runs in the broker; false after `timeout`.
+fn queries_gone(broker: &Broker, timeout: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if running_queries(broker)? == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}
+
+/// Reads `n` rows; each is (op, row).
+fn rows(lines: &mut Lines, n: usize) -> Result<Vec<(String, serde_json::Value)>> {
+    (0..n)
+        .map(|_| {
+            let v = next_json(lines)?;
+            let op = v["op"]
+                .as_str()
+                .with_context(|| format!("a row, got {v}"))?;
+            Ok((op.to_string(), v["row"].clone()))
+        })
+        .collect()
+}
+
+/// A bare SELECT runs in the broker and streams rows: those the topic held and those
+/// produced while it runs; it is not a pipeline and writes nothing; closing the connection
+/// stops it; LIMIT ends it; a table with `scan.startup.mode` = `latest-offset` starts at the
+/// end; an updating query's changes carry +I/-U/+U; bad SQL gets line and column; a
+/// broker shutdown ends it.
+#[test]
+fn sql_select_streams_rows_and_stops_with_its_client() -> Result<()> {
+    let mut broker = Broker::start()?;
+    create_topic(&broker, "clicks", 2)?;
+    sql_file(&broker, "ddl", CLICKS_DDL)?;
+    produce(&broker, "clicks", 0, &(click(1, 0) + &click(2, 1)))?;
+    produce(&broker, "clicks", 1, &click(1, 2))?;
+
+    let (status, mut lines) = post_query(
+        &broker,
+        "SELECT url, user_id * 10 AS u10 FROM clicks WHERE user_id > 0",
+    )?;
+    assert_eq!(status, 200);
+    let header = next_json(&mut lines)?;
+    assert_eq!(
+        header["columns"],
+        serde_json::json!([{"name": "url", "type": "STRING"}, {"name": "u10", "type": "BIGINT"}]),
+        "{header}"
+    );
+    assert_eq!(header["updating"], false, "{header}");
+    let mut got: Vec<String> = rows(&mut lines, 3)?
+        .into_iter()
+        .map(|(op, r)| format!("{op} {r}"))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            r#"+I ["/p/0",10]"#,
+            r#"+I ["/p/1",20]"#,
+            r#"+I ["/p/2",10]"#
+        ]
+    );
+    // Records produced after the query started show up too.
+    produce(&broker, "clicks", 1, &click(7, 3))?;
+    let late = rows(&mut lines, 1)?;
+    assert_eq!(late[0].1, serde_json::json!(["/p/3", 70]));
+    // Ephemeral: listed as a query, not as a pipeline, nothing in the data directory.
+    assert_eq!(running_queries(&broker)?, 1);
+    let pipelines = admin_get(&broker, "/v1/pipelines")?;
+    assert_eq!(pipelines["pipelines"], serde_json::json!([]), "{pipelines}");
+    assert!(!broker.data_dir().join("pipelines").exists());
+    // Disconnecting stops it.
+    drop(lines);
+    assert!(
+        queries_gone(&broker, Duration::from_secs(10))?,
+        "the query still runs after its client left: {}",
+        admin_get(&broker, "/v1/queries")?
+    );
+
+    // LIMIT ends the query by itself; the answer ends.
+    let (_, mut lines) = post_query(&broker, "SELECT user_id FROM clicks LIMIT 2")?;
+    next_json(&mut lines)?;
+    assert_eq!(rows(&mut lines, 2)?.len(), 2);
+    assert_eq!(next_json(&mut lines)?, serde_json::json!({"end": "limit"}));
+    assert!(lines.next().is_none(), "more after the end");
+    assert!(queries_gone(&broker, Duration::from_secs(10))?);
+
+    // latest-offset: only what is produced after the start.
+    let (_, mut lines) = post_query(&broker, "SELECT url FROM new_clicks")?;
+    next_json(&mut lines)?;
+    // Its sources have taken their start positions once it reports running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_get(&broker, "/v1/queries")?["queries"][0]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the query did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    produce(&broker, "clicks", 0, &click(3, 4))?;
+    assert_eq!(rows(&mut lines, 1)?[0].1, serde_json::json!(["/p/4"]));
+    drop(lines);
+
+    // An updating query: a change replaces the row it updates.
+    let (_, mut lines) = post_query(
+        &broker,
+        "SELECT user_id, COUNT(*) AS n FROM clicks GROUP BY user_id",
+    )?;
+    assert_eq!(next_json(&mut lines)?["updating"], true);
+    let mut table: BTreeMap<u64, u64> = BTreeMap::new();
+    let want: BTreeMap<u64, u64> = [(1, 2), (2, 1), (3, 1), (7, 1)].into();
+    while table != want {
+        let (op, row) = rows(&mut lines, 1)?.remove(0);
+        let (user, n) = (
+            row[0].as_u64().context("user")?,
+            row[1].as_u64().context("n")?,
+        );
+        match op.as_str() {
+            "+I" => assert!(table.insert(user, n).is_none(), "+I of a present key"),
+            "-U" => assert_eq!(table.remove(&user), Some(n), "-U of another row"),
+            "+U" => assert!(table.insert(user, n).is_none(), "+U without -U"),
+            other => bail!("unexpected op {other}"),
+        }
+    }
+    drop(lines);
+
+    // Errors: 400 with line and column, nothing started.
+    let (status, mut lines) = post_query(&broker, "SELECT user_id,\n  nope FROM clicks")?;
+    assert_eq!(status, 400);
+    let err = next_json(&mut lines)?;
+    let msg = err["error"].as_str().context("error")?;
+    assert!(
+        msg.starts_with("line 2, column 3:") && msg.contains("nope"),
+        "{msg}"
+    );
+    assert!(queries_gone(&broker, Duration::from_secs(10))?);
+
+    // A broker shutting down ends a running query's answer (it does not wait for the client).
+    let (_, mut lines) = post_query(&broker, "SELECT url FROM clicks")?;
+    next_json(&mut lines)?;
+    assert_eq!(rows(&mut lines, 5)?.len(), 5);
+    let stopping = Instant::now();
+    broker.stop()?;
+    assert_eq!(
+        next_json(&mut lines)?,
+        serde_json::json!({"end": "stopped"})
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    Ok(())
+}
+
+/// `eddy sql` through a pipe: a SELECT prints a table of rows as they arrive; SIGINT stops
+/// it (also in the broker) and the prompt runs the next statements; errors carry line and
+/// column. In a file, a trailing SELECT streams until its LIMIT.
+#[test]
+fn eddy_sql_prompt_streams_a_select_until_ctrl_c() -> Result<()> {
+    use std::io::{BufRead, Write};
+    let broker = Broker::start()?;
+    create_topic(&broker, "clicks", 1)?;
+    sql_file(&broker, "ddl", CLICKS_DDL)?;
+    produce(&broker, "clicks", 0, &(click(41, 0) + &click(42, 1)))?;
+
+    let mut child = sql(&broker, &[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_line = |pred: &dyn Fn(&str) -> bool, what: &str| -> Result<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                let hit = pred(&l);
+                seen.push(l);
+                if hit {
+                    return Ok(seen);
+                }
+            }
+        }
+        bail!("no {what} within 30 s; output so far:\n{}", seen.join("\n"))
+    };
+    writeln!(stdin, "SELECT user_id, url\n  FROM clicks;")?;
+    stdin.flush()?;
+    let shown = wait_line(&|l| l.contains("/p/1"), "second row")?;
+    let header = shown
+        .iter()
+        .find(|l| l.contains("user_id"))
+        .context("header")?;
+    assert!(header.contains("op") && header.contains("url"), "{header}");
+    assert!(
+        shown
+            .iter()
+            .any(|l| l.contains("+I") && l.contains("41") && l.contains("/p/0")),
+        "{shown:?}"
+    );
+    // Still running and still streaming.
+    produce(&broker, "clicks", 0, &click(43, 2))?;
+    wait_line(&|l| l.contains("/p/2"), "row produced during the query")?;
+    assert_eq!(running_queries(&broker)?, 1);
+
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(st.success());
+    wait_line(&|l| l.contains("Query stopped"), "stop message")?;
+    assert!(queries_gone(&broker, Duration::from_secs(10))?);
+
+    writeln!(
+        stdin,
+        "SHOW TABLES;\nSELECT url,\n   nope FROM clicks;\nSET 'pipeline.name' = 'p';"
+    )?;
+    // A SET kept by the prompt does not shift the place of a later error.
+    writeln!(stdin, "INSERT INTO sink_t SELECT nope FROM clicks;\nQUIT;")?;
+    wait_line(
+        &|l| l.trim() == "new_clicks",
+        "SHOW TABLES after the interrupt",
+    )?;
+    // QUIT ends the prompt (its input is still open).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("eddy sql did not end at QUIT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
+    assert!(err.contains("line 2, column 4"), "{err}");
+    assert!(err.contains("line 1, column 27"), "{err}");
+    assert!(
+        !status.success(),
+        "a failed statement must fail a piped session"
+    );
+
+    // -f: the statements before run, then the SELECT streams until its LIMIT.
+    let out = sql_file(
+        &broker,
+        "select",
+        "SET 'pipeline.name' = 'x';\nSELECT url FROM clicks\nWHERE user_id > 41 LIMIT 2;\n",
+    )?;
+    assert!(out.contains("Option 'pipeline.name' set"), "{out}");
+    assert!(out.contains("/p/1") && out.contains("/p/2"), "{out}");
+    assert!(out.contains("Received a total of 2 row(s)."), "{out}");
+    // Its errors point into the file (here a last statement without its ';').
+    let path = broker
+        .data_dir()
+        .parent()
+        .context("parent")?
+        .join("bad_select.sql");
+    std::fs::write(&path, "SET 'a' = 'b';\n\nSELECT url,\n  nope FROM clicks\n")?;
+    let out = sql(&broker, &["-f", path.to_str().context("path")?]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("line 4, column 3") && err.contains("nope"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -48,16 +48,45 @@ impl AdminClient {
         self.finish(r)
     }
 
+    /// POSTs and returns the response body as a reader, for answers that stream (no overall
+    /// time limit). A non-2xx answer is an error with the broker's sentence.
+    pub(crate) fn post_stream(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<impl std::io::Read + Send + 'static> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let r = agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .send(body);
+        let resp = r.map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(match self.finish(Ok(resp)) {
+                Err(e) => e,
+                Ok(_) => anyhow::anyhow!("unexpected answer from {}: {status}", self.base),
+            });
+        }
+        Ok(resp.into_body().into_reader())
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot reach the admin API at {}: {e} (is `eddy serve` running? its --http address is the --admin here)",
+            self.base
+        )
+    }
+
     fn finish(
         &self,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<Value> {
-        let mut resp = r.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the admin API at {}: {e} (is `eddy serve` running? its --http address is the --admin here)",
-                self.base
-            )
-        })?;
+        let mut resp = r.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let body: Value = resp
             .body_mut()

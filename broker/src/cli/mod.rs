@@ -10,6 +10,7 @@ pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod pipeline;
 pub(crate) mod sql;
+pub(crate) mod sql_query;
 pub(crate) mod topic;
 
 use std::sync::Arc;

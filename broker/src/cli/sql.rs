@@ -1,6 +1,8 @@
 //! `eddy sql`: run Flink SQL statements in the broker through its admin API, from a file
-//! (`-f`) or typed at a prompt (statements end with `;`).
+//! (`-f`) or typed at a prompt (statements end with `;`). A bare SELECT streams its rows to
+//! the terminal (`sql_query`).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -8,12 +10,13 @@ use clap::Args;
 use serde_json::Value;
 
 use super::admin::{AdminClient, DEFAULT_ADMIN};
-use super::outln;
+use super::{outln, sql_query};
 
 #[derive(Debug, Args)]
 pub(crate) struct SqlArgs {
     /// A file of `;`-separated statements; without it, statements are read from the prompt
-    /// (or standard input).
+    /// (or standard input). A bare SELECT may end the file: it streams its rows until its
+    /// LIMIT, the end of a bounded table, or Ctrl-C.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// The broker's admin API (`eddy serve --http`).
@@ -29,26 +32,102 @@ pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
     }
 }
 
-/// All statements of a file in one request: they take effect together or not at all.
+/// All statements of a file in one request: they take effect together or not at all. A bare
+/// SELECT may be the file's last statement: the statements before it run first (together,
+/// as above), then the query streams its rows until its LIMIT, the end of a bounded input,
+/// or Ctrl-C.
 pub(crate) fn run_file(client: &AdminClient, file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let results = execute(client, &text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    results.iter().for_each(print_result);
+    let (mut statements, rest) = split_statements(&text);
+    if !rest.trim().is_empty() {
+        statements.push(rest.trim().to_string()); // the last statement may lack its ';'
+    }
+    let query = match statements.last() {
+        Some(q) if is_query(q) => {
+            // Blank out what precedes it (keeping lines and columns) so that errors point into
+            // the file.
+            let start = text.rfind(q.as_str()).unwrap_or(0);
+            let before = &text[..start];
+            let padded: String = before
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .chain(q.chars())
+                .collect();
+            Some((before.to_string(), padded))
+        }
+        _ => None,
+    };
+    if let Some(q) = statements.iter().rev().skip(1).find(|s| is_query(s)) {
+        anyhow::bail!(
+            "{}: a bare SELECT streams until it is interrupted, so it may only be the file's last statement: {}",
+            file.display(),
+            q.lines().next().unwrap_or("")
+        );
+    }
+    let Some((before, query)) = query else {
+        let results = execute(client, &text, &BTreeMap::new())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        results.iter().for_each(print_result);
+        return Ok(());
+    };
+    let mut settings = BTreeMap::new();
+    if statements.len() > 1 {
+        let results = execute(client, &before, &BTreeMap::new())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        results.iter().for_each(print_result);
+        for s in &statements[..statements.len() - 1] {
+            remember_set(&mut settings, s);
+        }
+    }
+    sql_query::catch_interrupts()?;
+    sql_query::run(client, &query, &settings)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     Ok(())
 }
 
-fn execute(client: &AdminClient, sql: &str) -> anyhow::Result<Vec<Value>> {
-    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))?;
+/// A bare SELECT (or WITH ... SELECT), which streams its rows.
+fn is_query(stmt: &str) -> bool {
+    let word = stmt
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(word.as_str(), "SELECT" | "WITH")
+}
+
+/// Keeps the options of a `SET 'k' = 'v'` / `RESET ['k']` statement (others are ignored).
+fn remember_set(settings: &mut BTreeMap<String, String>, stmt: &str) {
+    match sql_query::parse_set(stmt) {
+        Some((Some(k), Some(v))) => {
+            settings.insert(k, v);
+        }
+        Some((Some(k), None)) => {
+            settings.remove(&k);
+        }
+        Some((None, _)) => settings.clear(),
+        None => {}
+    }
+}
+
+fn execute(
+    client: &AdminClient,
+    sql: &str,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<Value>> {
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": sql, "settings": settings }))?;
     let r = client.post("/v1/sql", &body)?;
     Ok(r["results"].as_array().cloned().unwrap_or_default())
 }
 
-/// One statement at a time. `SET`s are kept here and sent ahead of every later statement,
-/// since each request runs in a fresh session on the broker.
+/// One statement at a time. `SET`s are kept here and sent as the settings of every later
+/// statement, since each request runs in a fresh session on the broker. A bare SELECT
+/// streams its rows until it ends or Ctrl-C, which cancels it and returns to the prompt
+/// (Ctrl-C never ends the prompt: QUIT, EXIT or end of input do).
 fn interactive(client: &AdminClient) -> anyhow::Result<()> {
     let tty = std::io::stdin().is_terminal();
-    let mut sets: Vec<String> = Vec::new();
+    sql_query::catch_interrupts()?;
+    let mut settings: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = String::new();
     let mut failed = false;
     let prompt = |more: bool| {
@@ -65,22 +144,24 @@ fn interactive(client: &AdminClient) -> anyhow::Result<()> {
         pending = rest;
         for stmt in statements {
             let word = stmt
-                .split_whitespace()
+                .split(|c: char| c.is_whitespace() || c == ';')
                 .next()
                 .unwrap_or("")
                 .to_ascii_uppercase();
             if matches!(word.as_str(), "QUIT" | "EXIT") {
                 return finish(failed);
             }
-            let mut script = sets.join("\n");
-            script.push('\n');
-            script.push_str(&stmt);
-            match execute(client, &script) {
+            if is_query(&stmt) {
+                if let Err(e) = sql_query::run(client, &stmt, &settings) {
+                    eprintln!("error: {e}");
+                    failed = true;
+                }
+                continue;
+            }
+            match execute(client, &stmt, &settings) {
                 Ok(results) => {
-                    results.iter().skip(sets.len()).for_each(print_result);
-                    if word == "SET" {
-                        sets.push(stmt);
-                    }
+                    results.iter().for_each(print_result);
+                    remember_set(&mut settings, &stmt);
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -24,7 +24,8 @@
 //!
 //! Statements: `CREATE [TEMPORARY] TABLE [IF NOT EXISTS]`, `DROP TABLE [IF EXISTS]`,
 //! `SHOW TABLES`, `DESCRIBE t`, `SET 'k' = 'v'`, `RESET ['k']`, `INSERT INTO t SELECT ...`,
-//! `EXPLAIN INSERT ...`. The subset and its differences from Flink are in `docs/sql.md`.
+//! `EXPLAIN INSERT ...`. A bare `SELECT` is planned on its own with [`Session::plan_query`]
+//! and run with [`crate::run_query`], its rows streamed to a client (`eddy sql`). The subset and its differences from Flink are in `docs/sql.md`.
 //! What is not supported is refused when the statement is planned, naming the construct and
 //! its line and column.
 
@@ -45,6 +46,7 @@ mod lex;
 mod ops;
 mod over;
 mod planner;
+mod query;
 mod regular_join;
 mod retract;
 mod scoped;
@@ -66,6 +68,7 @@ use sqlparser::tokenizer::Token;
 
 pub use ddl::{ColumnDef, TableDef, WatermarkDef};
 pub use error::SqlError;
+pub use query::{ChangeKind, Changelog, SqlQuery};
 pub use types::SqlType;
 
 use crate::plan::Pipeline;
@@ -199,6 +202,41 @@ impl Session {
         result
     }
 
+    /// Plans `sql`, which must be exactly one `SELECT` statement, against the catalog with
+    /// the session's options; nothing is started and the session is unchanged. Errors carry
+    /// the line and column in `sql`, as for an INSERT.
+    pub fn plan_query(&self, sql: &str) -> Result<SqlQuery, SqlError> {
+        let stmts = lex::split(sql)?;
+        let stmt = match stmts.as_slice() {
+            [one] => one,
+            [] => return Err(SqlError::new("no statement given; expected a SELECT query")),
+            [_, second, ..] => {
+                return Err(SqlError::at(
+                    second.start,
+                    "expected exactly one SELECT query; run other statements separately",
+                ))
+            }
+        };
+        let first = stmt.leading_words(1);
+        if !matches!(first.first().map(String::as_str), Some("SELECT" | "WITH")) {
+            return Err(SqlError::at(
+                stmt.start,
+                format!(
+                    "expected a SELECT query, not {}",
+                    first.first().map_or("", String::as_str)
+                ),
+            ));
+        }
+        let planned = planner::plan_select_query(stmt, &self.catalog, &self.options, "query")?;
+        Ok(SqlQuery {
+            columns: planned.columns,
+            updating: planned.updating,
+            limit: planned.limit,
+            input_topics: planned.sources,
+            pipeline: planned.pipeline,
+        })
+    }
+
     fn statement(&mut self, stmt: &Stmt) -> Result<Outcome, SqlError> {
         let words = stmt.leading_words(3);
         let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
@@ -274,7 +312,7 @@ impl Session {
                     rows: explain(&planned.pipeline),
                 })
             }
-            ("SELECT" | "WITH", _, _) => Err(SqlError::at(stmt.start, "a query needs a sink: write INSERT INTO <table> SELECT ...")),
+            ("SELECT" | "WITH", _, _) => Err(SqlError::at(stmt.start, "a query needs a sink in a script: a bare SELECT streams its rows to a client (the `eddy sql` prompt, or POST /v1/query); to write a topic use INSERT INTO <table> SELECT ...")),
             ("BEGIN", _, _) | ("EXECUTE", _, _) | ("END", _, _) => Err(SqlError::at(stmt.start, "statement sets are not supported; run one INSERT per pipeline")),
             (other, _, _) => Err(SqlError::at(stmt.start, format!("{other} statements are not supported; use CREATE TABLE, DROP TABLE, SHOW TABLES, DESCRIBE, SET, RESET or INSERT INTO ... SELECT"))),
         }

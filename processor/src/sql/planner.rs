@@ -112,11 +112,13 @@ fn sink_name(ins: &ast::Insert) -> Result<(String, Span), SqlError> {
         )),
     }
 }
-/// Where a query's rows go: the sink (its columns in query order), or on to an outer query
-/// as rows (`Value::List`).
+/// Where a query's rows go: the sink (its columns in query order), on to an outer query
+/// as rows (`Value::List`), or to the client of a bare SELECT (its own columns, encoded as
+/// a sink would; the cell is set when the result is updating).
 pub(super) enum Target<'a> {
     Sink(&'a [usize]),
     Row,
+    Query(&'a std::cell::Cell<bool>),
 }
 
 /// The names and types of the rows a subquery produces.
@@ -211,6 +213,128 @@ pub(crate) fn plan_insert(
         sink: sink.topic().to_string(),
         sources,
     })
+}
+
+/// A planned bare SELECT (see [`super::SqlQuery`]).
+pub(crate) struct PlannedQuery {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) columns: Cols,
+    pub(crate) updating: bool,
+    pub(crate) limit: Option<u64>,
+    pub(crate) sources: Vec<String>,
+}
+
+/// The sink topic a query's plan names: never written (the query's rows go to its client),
+/// and not a valid topic name, so it cannot be mistaken for one of its sources.
+pub(crate) const QUERY_SINK: &str = "(query results)";
+
+/// Plans `stmt` (a bare SELECT) against the catalog with the session's SET options. A
+/// `LIMIT n` is taken off the query and returned for the caller to apply.
+pub(crate) fn plan_select_query(
+    stmt: &Stmt,
+    catalog: &Catalog,
+    options: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<PlannedQuery, SqlError> {
+    let (tokens, temporal) = strip_temporal(&stmt.tokens)?;
+    let dialect = GenericDialect {};
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&tokens));
+    let s = p.parse_statement()?;
+    let rest = p.peek_token();
+    if rest.token != Token::EOF {
+        return Err(SqlError::span(
+            rest.span,
+            format!("syntax error: unexpected '{}'", rest.token),
+        ));
+    }
+    let ast::Statement::Query(mut q) = s else {
+        return Err(SqlError::at(stmt.start, "expected a SELECT query"));
+    };
+    let at = stmt.start;
+    let limit = match q.limit_clause.take() {
+        None => None,
+        Some(ast::LimitClause::LimitOffset {
+            limit: None,
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => None,
+        Some(ast::LimitClause::LimitOffset {
+            limit: Some(e),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => Some(limit_value(&e)?),
+        Some(other) => {
+            return Err(SqlError::at(
+                at,
+                format!(
+                    "'{}' is not supported; use LIMIT n (no OFFSET)",
+                    other.to_string().trim()
+                ),
+            ))
+        }
+    };
+    if let Some(o) = &q.order_by {
+        return Err(SqlError::span(
+            o.span(),
+            "ORDER BY is not supported in a streaming query",
+        ));
+    }
+    let sink = TableDef {
+        name: String::new(),
+        columns: Vec::new(),
+        watermark: None,
+        primary_key: Vec::new(),
+        options: BTreeMap::new(),
+        ddl: String::new(),
+    };
+    let ctx = Ctx {
+        catalog,
+        sink: &sink,
+        sink_span: Span::empty(),
+        options,
+        at,
+        temporal,
+        temporal_used: std::cell::Cell::new(0),
+    };
+    let updating = std::cell::Cell::new(false);
+    let builder = apply_options(PipelineBuilder::new(name), options)?;
+    let (builder, rows) = plan_query(builder, &q, &ctx, Target::Query(&updating))?;
+    if let Some(t) = ctx.temporal.get(ctx.temporal_used.get()) {
+        return Err(SqlError::at(
+            t.at,
+            "FOR SYSTEM_TIME AS OF is supported only on the right-hand table of a JOIN",
+        ));
+    }
+    let pipeline = builder.sink(QUERY_SINK).build().map_err(|e| {
+        SqlError::at(
+            at,
+            e.to_string()
+                .trim_start_matches("invalid pipeline: ")
+                .to_string(),
+        )
+    })?;
+    Ok(PlannedQuery {
+        pipeline,
+        columns: rows.cols,
+        updating: updating.get(),
+        limit,
+        sources: rows.sources,
+    })
+}
+
+/// `LIMIT n`: a non-negative integer literal.
+fn limit_value(e: &ast::Expr) -> Result<u64, SqlError> {
+    if let ast::Expr::Value(v) = e {
+        if let ast::Value::Number(n, _) = &v.value {
+            if let Ok(n) = n.parse::<u64>() {
+                return Ok(n);
+            }
+        }
+    }
+    Err(SqlError::span(
+        e.span(),
+        format!("LIMIT {e}: expected a non-negative whole number"),
+    ))
 }
 
 /// Plans a query (a single SELECT) whose rows go to `target`.

@@ -46,6 +46,43 @@ pub(super) fn outputs_for(
                 to_sink: true,
             })
         }
+        Target::Query(updating) => {
+            // The query's own columns, encoded as a sink would; an updating result gets its
+            // group (or deduplication) keys as hidden outputs forming the record key, so the
+            // client can tell which earlier row a change replaces.
+            updating.set(group_refs.is_some());
+            let cols = items
+                .iter()
+                .map(|(n, t, _)| (n.clone(), t.ty.clone()))
+                .collect();
+            let mut outputs: Vec<OutCol> = items
+                .into_iter()
+                .map(|(n, t, _)| OutCol {
+                    name: Arc::from(n.as_str()),
+                    encode: Some(t.ty.clone()),
+                    expr: t.e,
+                    in_value: true,
+                })
+                .collect();
+            let mut key = Vec::new();
+            for r in group_refs.unwrap_or_default() {
+                key.push(outputs.len());
+                outputs.push(OutCol {
+                    name: Arc::from(format!("k{r}")),
+                    expr: Expr::Col(r),
+                    encode: None,
+                    in_value: false,
+                });
+            }
+            Ok(Outputs {
+                outputs,
+                key,
+                cols,
+                window: None,
+                window_end: None,
+                to_sink: true,
+            })
+        }
         Target::Row => {
             let at = |i: usize| items.iter().position(|(_, t, _)| t.e == Expr::Col(i));
             let window = window_in.and_then(|(s, e)| Some((at(s)?, at(e)?)));
