@@ -55,7 +55,14 @@ impl Value {
 
     /// Follows a dotted path (`a.b.c`) through nested objects.
     pub fn path(&self, path: &str) -> Option<&Value> {
-        path.split('.').try_fold(self, |v, part| v.get(part))
+        // What `path.split('.')` would do, without the iterator machinery: this runs several
+        // times per event, mostly on paths without a dot.
+        let (mut v, mut rest) = (self, path);
+        while let Some(dot) = rest.bytes().position(|c| c == b'.') {
+            v = v.get(&rest[..dot])?;
+            rest = &rest[dot + 1..];
+        }
+        v.get(rest)
     }
 
     /// Sets (or adds) field `name` of an object; no-op on other values.
@@ -289,6 +296,60 @@ thread_local! {
     static KEYS: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Strings up to this many bytes are shared through [`shared_str`]; longer ones are seldom
+/// repeated values (group keys, codes, names are short) and cost more to hash.
+const MAX_SHARED_LEN: usize = 32;
+/// Strings [`shared_str`] keeps per thread before it starts a new generation.
+const SHARED_CAP: usize = 4096;
+
+/// Recently decoded short string values of this thread (a source task's). Values repeat
+/// across events (user ids, countries, currencies): handing out one shared `Arc<str>` per
+/// distinct value saves an allocation per value in the source and, more, a free on the
+/// pipeline task, which would otherwise free memory another thread allocated.
+#[derive(Default)]
+struct SharedStrs {
+    set: std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// Lookups that found their string, in this generation.
+    hits: usize,
+    /// Strings still to build without a lookup: set after a generation in which fewer
+    /// strings repeated than were new (mostly unique values, e.g. ids), where the lookups
+    /// would cost without saving anything.
+    bypass: usize,
+}
+
+thread_local! {
+    static SHARED: std::cell::RefCell<SharedStrs> = std::cell::RefCell::new(SharedStrs::default());
+}
+
+/// `s` as an `Arc<str>`, shared with earlier equal strings of this thread when short.
+fn shared_str(s: &str) -> Arc<str> {
+    if s.len() > MAX_SHARED_LEN {
+        return Arc::from(s);
+    }
+    SHARED.with(|shared| {
+        let mut c = shared.borrow_mut();
+        if c.bypass > 0 {
+            c.bypass -= 1;
+            return Arc::from(s);
+        }
+        if let Some(a) = c.set.get(s) {
+            let a = Arc::clone(a);
+            c.hits += 1;
+            return a;
+        }
+        if c.set.len() >= SHARED_CAP {
+            if c.hits < c.set.len() {
+                c.bypass = 16 * SHARED_CAP;
+            }
+            c.set.clear();
+            c.hits = 0;
+        }
+        let a: Arc<str> = Arc::from(s);
+        c.set.insert(Arc::clone(&a));
+        a
+    })
+}
+
 /// Bounds the name cache: documents with ever-new keys (maps used as dictionaries) must not
 /// make every lookup scan a long list.
 const MAX_INTERNED: usize = 64;
@@ -407,7 +468,7 @@ fn pick_fast(b: &[u8], fields: &[Arc<str>]) -> Option<Value> {
                 p = after;
                 // UTF-8 was checked for the whole document.
                 match wanted {
-                    Some(_) => Some(Value::Str(Arc::from(std::str::from_utf8(s).ok()?))),
+                    Some(_) => Some(Value::Str(shared_str(std::str::from_utf8(s).ok()?))),
                     None => None,
                 }
             }
@@ -511,7 +572,7 @@ impl<'de> Visitor<'de> for PickFields<'_> {
         Ok(Value::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(Arc::from(v)))
+        Ok(Value::Str(shared_str(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
         ValueVisitor.visit_seq(seq)
@@ -556,6 +617,53 @@ impl<'de> Visitor<'de> for PickKey<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn str_of<'a>(v: &'a Value, field: &str) -> &'a Arc<str> {
+        match v.get(field) {
+            Some(Value::Str(s)) => s,
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decoded_short_strings_are_shared_and_mostly_unique_ones_stop_being_looked_up() {
+        // A fresh thread: the shared strings are per thread.
+        std::thread::spawn(|| {
+            let fields: Vec<Arc<str>> = vec![Arc::from("u"), Arc::from("long")];
+            let long = "x".repeat(MAX_SHARED_LEN + 1);
+            let doc = format!(r#"{{"u":"user-1","n":1,"long":"{long}"}}"#);
+            let a = Value::from_json_fields(doc.as_bytes(), &fields).expect("json");
+            let b = Value::from_json_fields(doc.as_bytes(), &fields).expect("json");
+            assert_eq!(&**str_of(&a, "u"), "user-1");
+            assert!(
+                Arc::ptr_eq(str_of(&a, "u"), str_of(&b, "u")),
+                "one allocation"
+            );
+            assert_eq!(&**str_of(&a, "long"), long);
+            assert!(!Arc::ptr_eq(str_of(&a, "long"), str_of(&b, "long")));
+            // Values that never repeat: after a full generation, no more lookups.
+            for i in 0..=SHARED_CAP {
+                let doc = format!(r#"{{"u":"id-{i}"}}"#);
+                let v = Value::from_json_fields(doc.as_bytes(), &fields).expect("json");
+                assert_eq!(**str_of(&v, "u"), *format!("id-{i}"));
+            }
+            assert!(SHARED.with(|s| s.borrow().bypass) > 0);
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    #[test]
+    fn paths_follow_dots_through_objects() {
+        let v = Value::from_json(br#"{"a":{"b":{"c":1},"":2},"d":3,"":{"e":4}}"#).expect("json");
+        assert_eq!(v.path("a.b.c"), Some(&Value::Int(1)));
+        assert_eq!(v.path("d"), Some(&Value::Int(3)));
+        assert_eq!(v.path("a."), Some(&Value::Int(2)));
+        assert_eq!(v.path(".e"), Some(&Value::Int(4)));
+        assert_eq!(v.path("a.b.c.d"), None);
+        assert_eq!(v.path("a.x"), None);
+        assert_eq!(v.path("d.b"), None);
+    }
 
     #[test]
     fn json_round_trip_keeps_field_order_and_number_kinds() {

@@ -137,13 +137,18 @@ struct Session {
     accs: Vec<Value>,
 }
 
+/// One window's cells by group key. Hashed with foldhash: the lookup runs once per event, and
+/// SipHash's flooding resistance buys nothing here (output order never depends on the hash:
+/// cells are sorted by key when a window fires).
+type Groups = HashMap<String, Cell, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     /// Fixed windows by (end, start): firing walks them in end order. Groups are hashed (the
     /// per-event lookup) and sorted by key when a window fires, so output order is
     /// deterministic (a replay after a crash emits the same sequence).
     #[serde(with = "pairs")]
-    windows: BTreeMap<(i64, i64), (bool, HashMap<String, Cell>)>,
+    windows: BTreeMap<(i64, i64), (bool, Groups)>,
     /// Sessions per group key, sorted by start.
     sessions: BTreeMap<String, (Vec<Value>, Vec<Session>)>,
     /// Running aggregates (Global).
@@ -164,6 +169,9 @@ pub struct WindowAggregate {
     key_buf: String,
     /// `window_start` and `window_end`, shared by every result.
     bound_names: [Arc<str>; 2],
+    /// Groups in the last window that fired: a new window's map starts at that size instead
+    /// of growing (and rehashing) through every power of two.
+    groups_hint: usize,
 }
 
 impl WindowAggregate {
@@ -192,6 +200,7 @@ impl WindowAggregate {
             scratch: Vec::new(),
             key_buf: String::new(),
             bound_names: [Arc::from("window_start"), Arc::from("window_end")],
+            groups_hint: 0,
         })
     }
 
@@ -273,7 +282,13 @@ impl WindowAggregate {
             }
             used = true;
             let fired = self.fired(e);
-            let (_, cells) = self.state.windows.entry((e, s)).or_default();
+            let hint = self.groups_hint;
+            let (_, cells) = self.state.windows.entry((e, s)).or_insert_with(|| {
+                (
+                    false,
+                    Groups::with_capacity_and_hasher(hint, Default::default()),
+                )
+            });
             let cell = match cells.get_mut(key.as_str()) {
                 Some(c) => c,
                 None => {
@@ -385,13 +400,29 @@ impl Operator for WindowAggregate {
         }
         let lateness = self.spec.allowed_lateness;
         // Fixed windows: fire in end order those whose last millisecond is now covered.
+        // Windows past their lateness horizon too are taken out and their cells moved into
+        // the results; windows kept for late events fire copies of their cells.
         let mut emit = Vec::new();
+        while let Some(entry) = self.state.windows.first_entry() {
+            let (e, s) = *entry.key();
+            if e - 1 + lateness > watermark {
+                break;
+            }
+            let (fired, cells) = entry.remove();
+            if !fired {
+                self.groups_hint = cells.len();
+                let mut sorted: Vec<(String, Cell)> = cells.into_iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                emit.extend(sorted.into_iter().map(|(_, c)| (c.group, (s, e), c.accs)));
+            }
+        }
         for (&(e, s), (fired, cells)) in self.state.windows.iter_mut() {
             if e - 1 > watermark {
                 break;
             }
             if !*fired {
                 *fired = true;
+                self.groups_hint = cells.len();
                 let mut sorted: Vec<(&String, &Cell)> = cells.iter().collect();
                 sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 emit.extend(
@@ -401,9 +432,6 @@ impl Operator for WindowAggregate {
                 );
             }
         }
-        self.state
-            .windows
-            .retain(|&(e, _), _| e - 1 + lateness > watermark);
         // Sessions: fire (in start order per group, groups in key order) and purge.
         for (group, sessions) in self.state.sessions.values_mut() {
             for s in sessions.iter_mut() {

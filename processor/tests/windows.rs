@@ -197,6 +197,44 @@ fn allowed_lateness_updates_and_re_emits_until_the_horizon() {
 }
 
 #[test]
+fn many_groups_fire_in_window_end_then_key_order_whether_windows_are_kept_or_purged() {
+    // Lateness 0 purges a window as it fires (its cells move into the results); lateness 50
+    // keeps it (the results are copies). Both emit the same rows, in the same order.
+    for lateness in [0, 50] {
+        let mut w = op(
+            WindowKind::Tumbling { size: 10 },
+            lateness,
+            LatePolicy::Drop,
+        );
+        let mut out = Collector::default();
+        // Keys arrive in reverse order, each once per window, three windows.
+        for start in [0, 10, 20] {
+            for k in (0..200).rev() {
+                w.process(ev(&format!("k{k:03}"), k, start + k % 10), &mut out);
+            }
+        }
+        w.on_watermark(25, &mut out);
+        let expected: Vec<_> = [0, 10]
+            .into_iter()
+            .flat_map(|s| (0..200).map(move |k| r(&format!("k{k:03}"), s, s + 10, 1, k)))
+            .collect();
+        assert_eq!(rows(&mut out), expected, "lateness {lateness}");
+        w.process(ev("k007", 1, 5), &mut out);
+        if lateness == 0 {
+            assert!(rows(&mut out).is_empty(), "[0,10) is gone");
+            assert_eq!(w.late_records(), 1);
+        } else {
+            assert_eq!(rows(&mut out), vec![r("k007", 0, 10, 2, 8)]);
+            assert_eq!(w.late_records(), 0);
+        }
+        w.on_watermark(100, &mut out);
+        let last = rows(&mut out);
+        assert_eq!(last.len(), 200, "lateness {lateness}: [20,30) fires once");
+        assert!(last.windows(2).all(|p| p[0].0 < p[1].0), "sorted by key");
+    }
+}
+
+#[test]
 fn out_of_order_input_within_the_delay_is_counted_in_its_window() {
     // Watermark = max - delay: with delay 5, events up to 5 ms out of order are on time.
     let mut w = op(WindowKind::Tumbling { size: 10 }, 0, LatePolicy::Drop);

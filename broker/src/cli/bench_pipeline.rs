@@ -26,6 +26,9 @@ pub(crate) struct PipelineBench {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Run only these plans (filter, map, count); all three by default.
+    #[arg(long = "plan", value_name = "PLAN", value_parser = ["filter", "map", "count"])]
+    only: Vec<String>,
 }
 
 const INPUT: &str = "bench-events";
@@ -135,7 +138,10 @@ pub(crate) async fn run(b: PipelineBench) -> anyhow::Result<()> {
     }
     load(&cluster, b.events).await?;
     let mut rows = Vec::new();
-    for (plan, steps) in plans() {
+    let chosen = plans()
+        .into_iter()
+        .filter(|(plan, _)| b.only.is_empty() || b.only.iter().any(|o| o == plan));
+    for (plan, steps) in chosen {
         let local = run_local(&data_dir, plan, steps, b.events).await?;
         let remote = run_remote(&cluster, dir.path(), plan, steps, b.events).await?;
         let row = Row {
