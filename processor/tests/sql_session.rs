@@ -373,11 +373,20 @@ fn table_definitions_are_checked() {
         "{e}"
     );
     let e = Session::new(Catalog::default())
-        .execute("CREATE TABLE t (a INT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json', 'scan.startup.mode' = 'timestamp')")
-        .expect_err("timestamp start");
+        .execute("CREATE TABLE t (a INT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json', 'scan.startup.mode' = 'specific-offsets')")
+        .expect_err("specific-offsets start");
     assert!(
         e.to_string()
-            .contains("'scan.startup.mode' = 'timestamp' is not supported yet"),
+            .contains("'scan.startup.mode' = 'specific-offsets' is not supported yet"),
+        "{e}"
+    );
+    // 'timestamp' is supported, but only with its epoch milliseconds.
+    let e = Session::new(Catalog::default())
+        .execute("CREATE TABLE t (a INT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json', 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = 'soon')")
+        .expect_err("timestamp start without millis");
+    assert!(
+        e.to_string()
+            .contains("needs 'scan.startup.timestamp-millis'"),
         "{e}"
     );
     let e = Session::new(Catalog::default())
