@@ -192,6 +192,14 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), ProcessorError> {
     let result = run_inner(pipeline, backend, state_dir, Arc::clone(&status), stop).await;
+    record_end(&status, result)
+}
+
+/// Records how a run ended (state and time) in its status; answers its outcome.
+fn record_end(
+    status: &PipelineStatus,
+    result: Result<RunState, ProcessorError>,
+) -> Result<(), ProcessorError> {
     status.update(|s| {
         s.state = match &result {
             Ok(state) => state.clone(),
@@ -401,14 +409,7 @@ pub async fn run_query(
     rows: mpsc::Sender<Event>,
 ) -> Result<(), ProcessorError> {
     let result = query_inner(pipeline, host, Arc::clone(&status), stop, rows).await;
-    status.update(|s| {
-        s.state = match &result {
-            Ok(state) => state.clone(),
-            Err(e) => RunState::Failed(e.to_string()),
-        };
-        s.finished_at_ms = Some(wall_ms());
-    });
-    result.map(|_| ())
+    record_end(&status, result)
 }
 
 async fn query_inner(

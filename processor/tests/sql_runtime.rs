@@ -143,6 +143,27 @@ async fn records_that_do_not_fit_are_skipped_nulled_or_dead_lettered() {
     assert_eq!(letters, vec![r#"{"id":2,"n":"eleven","ts":"2024-01-01 00:00:02"}"#.to_string()], "undecodable JSON values go to the dead-letter topic (non-JSON records are dropped by the source)");
 }
 
+/// Runs the bounded `p` with its state in `state` until it finishes.
+async fn run_to_end(
+    host: &Arc<eddy_processor::StorageHost>,
+    p: &SqlPipeline,
+    state: std::path::PathBuf,
+) {
+    let status = Arc::new(PipelineStatus::default());
+    let (_tx, stop) = watch::channel(false);
+    let backend = Backend::Local(Arc::clone(host) as Arc<dyn LocalHost>);
+    run(
+        p.compile().expect("compiles"),
+        backend,
+        state,
+        Arc::clone(&status),
+        stop,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(status.snapshot().state, RunState::Finished);
+}
+
 /// Runs `p` (unbounded) until it has read `n` records, then stops it.
 async fn run_until_read(
     host: &Arc<eddy_processor::StorageHost>,
@@ -207,20 +228,7 @@ async fn a_stopped_pipeline_restarted_from_its_sql_continues_exactly() {
 
     // More input; the recompiled pipeline (now bounded) restores the open windows.
     write_bids(&host, "bids", 3, second);
-    let p2 = pipeline_of(&tumble_sql(true));
-    let status = Arc::new(PipelineStatus::default());
-    let (_tx, stop) = watch::channel(false);
-    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
-    run(
-        p2.compile().expect("compiles"),
-        backend,
-        state,
-        Arc::clone(&status),
-        stop,
-    )
-    .await
-    .expect("runs");
-    assert_eq!(status.snapshot().state, RunState::Finished);
+    run_to_end(&host, &pipeline_of(&tumble_sql(true)), state).await;
 
     let mut want: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
     for b in &all {
@@ -452,20 +460,7 @@ async fn a_nested_group_by_restarted_from_its_sql_keeps_its_retraction_state() {
 
     // More input; the restarted pipeline must retract from the counts it had before.
     write_bids(&host, "bids", 3, second);
-    let p2 = pipeline_of(&histogram_sql(true));
-    let status = Arc::new(PipelineStatus::default());
-    let (_tx, stop) = watch::channel(false);
-    let backend = Backend::Local(Arc::clone(&host) as Arc<dyn LocalHost>);
-    run(
-        p2.compile().expect("compiles"),
-        backend,
-        state,
-        Arc::clone(&status),
-        stop,
-    )
-    .await
-    .expect("runs");
-    assert_eq!(status.snapshot().state, RunState::Finished);
+    run_to_end(&host, &pipeline_of(&histogram_sql(true)), state).await;
 
     let mut per_auction: BTreeMap<i64, i64> = BTreeMap::new();
     for b in &all {

@@ -77,7 +77,9 @@ fn tables_in(q: &ast::Query, out: &mut Vec<String>) {
     }
 }
 
-fn parse_insert(stmt: &Stmt) -> Result<(ast::Insert, Vec<Temporal>), SqlError> {
+/// Parses one statement (FOR SYSTEM_TIME AS OF clauses taken out and returned, window table
+/// arguments rewritten); anything after it is a syntax error.
+fn parse_one(stmt: &Stmt) -> Result<(ast::Statement, Vec<Temporal>), SqlError> {
     let (tokens, temporal) = strip_temporal(&stmt.tokens)?;
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&tokens));
@@ -89,6 +91,11 @@ fn parse_insert(stmt: &Stmt) -> Result<(ast::Insert, Vec<Temporal>), SqlError> {
             format!("syntax error: unexpected '{}'", rest.token),
         ));
     }
+    Ok((s, temporal))
+}
+
+fn parse_insert(stmt: &Stmt) -> Result<(ast::Insert, Vec<Temporal>), SqlError> {
+    let (s, temporal) = parse_one(stmt)?;
     match s {
         ast::Statement::Insert(i) => Ok((i, temporal)),
         _ => Err(SqlError::at(
@@ -236,17 +243,7 @@ pub(crate) fn plan_select_query(
     options: &BTreeMap<String, String>,
     name: &str,
 ) -> Result<PlannedQuery, SqlError> {
-    let (tokens, temporal) = strip_temporal(&stmt.tokens)?;
-    let dialect = GenericDialect {};
-    let mut p = Parser::new(&dialect).with_tokens_with_locations(rewrite_table_args(&tokens));
-    let s = p.parse_statement()?;
-    let rest = p.peek_token();
-    if rest.token != Token::EOF {
-        return Err(SqlError::span(
-            rest.span,
-            format!("syntax error: unexpected '{}'", rest.token),
-        ));
-    }
+    let (s, temporal) = parse_one(stmt)?;
     let ast::Statement::Query(mut q) = s else {
         return Err(SqlError::at(stmt.start, "expected a SELECT query"));
     };
